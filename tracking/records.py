@@ -1,0 +1,117 @@
+"""Track records: the table schema and a streaming Parquet writer.
+
+One row per track per frame. Boxes are pixel corners (x1, y1, x2, y2) in the
+decoded (display-oriented) frame; `timestamp_s` is the frame's presentation time
+in seconds from the first frame; `matched` says whether the box is this frame's
+detection (True) or the tracker's prediction (False, `confidence` null).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracking.tracker import TrackState
+
+TRACK_SCHEMA = pa.schema([
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("track_id", pa.int32(), nullable=False),
+    pa.field("class_id", pa.int16(), nullable=False),
+    pa.field("class_name", pa.string(), nullable=False),
+    pa.field("confidence", pa.float32(), nullable=True),
+    pa.field("x1", pa.float32(), nullable=False),
+    pa.field("y1", pa.float32(), nullable=False),
+    pa.field("x2", pa.float32(), nullable=False),
+    pa.field("y2", pa.float32(), nullable=False),
+    pa.field("matched", pa.bool_(), nullable=False),
+    pa.field("frame_width", pa.int32(), nullable=False),
+    pa.field("frame_height", pa.int32(), nullable=False),
+    pa.field("params_id", pa.string(), nullable=False),
+])
+
+
+class TrackTableWriter:
+    """Stream `TrackState`s to one Parquet file, a row group per `row_group_frames`
+    frames, never holding more than that in memory. Written under a temporary name
+    and renamed on a clean close; removed if the `with` block raises."""
+
+    def __init__(self, path: str | os.PathLike[str], *, video_id: str, params_id: str,
+                 class_names: dict[int, str], frame_size: tuple[int, int], row_group_frames: int = 256) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        self._writer = pq.ParquetWriter(self._tmp, TRACK_SCHEMA, compression="zstd")
+        self.video_id, self.params_id = video_id, params_id
+        self.class_names = class_names
+        self.width, self.height = frame_size
+        self.row_group_frames = row_group_frames
+        self.rows = 0
+        self._frames_buffered = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cols: dict[str, list[object]] = {name: [] for name in
+                                                ("frame_index", "timestamp_s", "track_id", "class_id",
+                                                 "confidence", "x1", "y1", "x2", "y2", "matched")}
+
+    def add_frame(self, frame_index: int, timestamp_s: float, states: Sequence[TrackState]) -> None:
+        c = self._cols
+        for s in states:
+            c["frame_index"].append(frame_index)
+            c["timestamp_s"].append(timestamp_s)
+            c["track_id"].append(s.track_id)
+            c["class_id"].append(s.class_id)
+            c["confidence"].append(None if s.confidence != s.confidence else s.confidence)
+            c["x1"].append(s.xyxy[0])
+            c["y1"].append(s.xyxy[1])
+            c["x2"].append(s.xyxy[2])
+            c["y2"].append(s.xyxy[3])
+            c["matched"].append(s.matched)
+        self._frames_buffered += 1
+        if self._frames_buffered >= self.row_group_frames:
+            self.flush()
+
+    def flush(self) -> None:
+        n = len(self._cols["frame_index"])
+        self._frames_buffered = 0
+        if n == 0:
+            return
+        c = self._cols
+        arrays = {
+            "video_id": pa.array([self.video_id] * n, pa.string()),
+            **{k: pa.array(c[k], TRACK_SCHEMA.field(k).type) for k in c},
+            "class_name": pa.array([self.class_names.get(int(k), str(k)) for k in c["class_id"]], pa.string()),
+            "frame_width": pa.array([self.width] * n, pa.int32()),
+            "frame_height": pa.array([self.height] * n, pa.int32()),
+            "params_id": pa.array([self.params_id] * n, pa.string()),
+        }
+        self._writer.write_table(pa.Table.from_pydict(arrays, schema=TRACK_SCHEMA))
+        self.rows += n
+        self._reset()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TrackTableWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

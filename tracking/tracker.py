@@ -1,0 +1,69 @@
+"""A fresh deep-sort-realtime `DeepSort` per video, fed precomputed embeddings.
+
+The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
+``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
+`TrackState`s. Track IDs come from the tracker instance (its own `_next_id`), so
+they start at 1 in every video and nothing leaks between videos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from deep_sort_realtime.deepsort_tracker import DeepSort
+
+from tracking.config import TrackerConfig
+from tracking.detections import Detections
+
+
+@dataclass(frozen=True)
+class TrackState:
+    """One track in one frame.
+
+    xyxy: pixel box; the matched detection's box when `matched`, else the Kalman
+    filter's prediction. confidence: the matched detection's score, NaN if predicted.
+    """
+
+    track_id: int
+    class_id: int
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+    matched: bool
+    confirmed: bool
+
+
+class VideoTracker:
+    def __init__(self, cfg: TrackerConfig) -> None:
+        self._ds = DeepSort(
+            max_age=cfg.max_age,
+            n_init=cfg.n_init,
+            max_cosine_distance=cfg.max_cosine_distance,
+            max_iou_distance=cfg.max_iou_distance,
+            nn_budget=cfg.nn_budget,
+            embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
+        )
+
+    def update(self, dets: Detections, embeds: np.ndarray) -> list[TrackState]:
+        """Advance one frame (also when `dets` is empty). `embeds`: (n, d) aligned with `dets`."""
+        if len(dets) != len(embeds):
+            raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
+        ltwh = np.column_stack([dets.xyxy[:, :2], dets.xyxy[:, 2:] - dets.xyxy[:, :2]]).tolist()
+        raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id)]
+        tracks = self._ds.update_tracks(raw, embeds=list(embeds))
+        states = []
+        for t in tracks:
+            if t.is_deleted():
+                continue
+            matched = t.time_since_update == 0
+            box = t.to_ltrb(orig=matched)
+            conf = t.get_det_conf() if matched else None
+            states.append(TrackState(
+                track_id=int(t.track_id),
+                class_id=int(t.get_det_class()),
+                confidence=float(conf) if conf is not None else float("nan"),
+                xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                matched=matched,
+                confirmed=t.is_confirmed(),
+            ))
+        return states

@@ -1,0 +1,304 @@
+"""Video in and out: a frame generator with `VideoInfo`, and an H.264 `VideoSink`.
+
+Decoding and encoding go through PyAV (FFmpeg's libraries, libx264 included in
+its wheels). Frames are BGR ``uint8`` arrays of shape (H, W, 3) in display
+orientation (container rotation applied). Timestamps are presentation times
+from the container, in seconds from the first frame, not ``index / fps``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FALLBACK_FPS = 25.0  # only for sources that carry no timing at all (image folders without seqinfo)
+
+
+class VideoError(Exception):
+    """A video that cannot be processed: the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says. `frame_count` is the header's claim (0 if unknown);
+    the pipeline counts frames as they decode and never trusts it. `fps` is the
+    container's average rate, or derived from timestamps when that is 0/NaN."""
+
+    path: str
+    width: int  # display width, after rotation
+    height: int
+    fps: float
+    frame_count: int
+    rotation: int  # degrees counter-clockwise applied to decoded frames
+    codec: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # 0-based, in decode order
+    timestamp_s: float  # presentation time relative to the first frame
+    bgr: np.ndarray  # (H, W, 3) uint8
+
+
+class VideoReader:
+    """Open a video file (or a MOTChallenge-style folder of images) for decoding.
+
+    Use as a context manager; iterate for `Frame`s. Any failure, at open or mid-
+    stream, raises `VideoError` naming the file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float | None = None) -> None:
+        self.path = Path(path)
+        self._fps_hint = fps
+        self._container: av.container.InputContainer | None = None
+        if not self.path.exists():
+            raise VideoError(self.path, "file does not exist")
+        if self.path.is_dir():
+            self._images = _image_files(self.path)
+            self.info = self._image_info()
+        else:
+            self._images = []
+            self.info = self._open_container()
+
+    # -- opening -----------------------------------------------------------------
+    def _open_container(self) -> VideoInfo:
+        size = self.path.stat().st_size
+        if size == 0:
+            raise VideoError(self.path, "file is empty (0 bytes)")
+        try:
+            container = av.open(str(self.path), mode="r")
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise VideoError(self.path, f"not a readable video container ({e.__class__.__name__}: {e})") from e
+        if not container.streams.video:
+            container.close()
+            raise VideoError(self.path, "container has no video stream")
+        self._container = container
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg frame+slice threading in the decoder
+        cc = stream.codec_context
+        if not cc.width or not cc.height:
+            container.close()
+            raise VideoError(self.path, "video stream has no frame size (unsupported or corrupt)")
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        if not math.isfinite(fps) or fps <= 0:
+            fps = 0.0  # resolved from timestamps once frames decode
+        # Decode the first frame now: it carries the display rotation, and a file
+        # with no decodable frame fails here, before any output exists.
+        self._decoder = container.decode(stream)
+        try:
+            self._first = next(self._decoder)
+        except StopIteration:
+            container.close()
+            raise VideoError(self.path, "no frames could be decoded") from None
+        except av.error.FFmpegError as e:
+            container.close()
+            raise VideoError(self.path, f"first frame does not decode ({e.__class__.__name__}: {e})") from e
+        rotation = _rotation(self._first, stream)
+        w, h = (cc.height, cc.width) if rotation % 180 else (cc.width, cc.height)
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        return VideoInfo(str(self.path), w, h, fps, int(stream.frames or 0), rotation, cc.name, duration)
+
+    def _image_info(self) -> VideoInfo:
+        if not self._images:
+            raise VideoError(self.path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        first = cv2.imread(str(self._images[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise VideoError(self._images[0], "not a readable image")
+        fps = self._fps_hint or _seqinfo_fps(self.path) or FALLBACK_FPS
+        h, w = first.shape[:2]
+        return VideoInfo(str(self.path), w, h, fps, len(self._images), 0, "image-sequence",
+                         len(self._images) / fps)
+
+    # -- iteration ---------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        if self._images:
+            yield from self._iter_images()
+        else:
+            yield from self._iter_container()
+
+    def _iter_images(self) -> Iterator[Frame]:
+        for i, p in enumerate(self._images):
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise VideoError(p, "not a readable image")
+            yield Frame(i, i / self.info.fps, img)
+
+    def _iter_container(self) -> Iterator[Frame]:
+        t0: float | None = None
+        index = 0
+        last_t = -1.0
+        fps = self.info.fps or FALLBACK_FPS
+        k = self.info.rotation // 90
+        try:
+            for frame in itertools.chain([self._first], self._decoder):
+                t = frame.time
+                if t is None:  # no PTS: fall back to the nominal rate
+                    t = (t0 or 0.0) + index / fps
+                if t0 is None:
+                    t0 = t
+                ts = t - t0
+                if ts <= last_t:  # keep timestamps strictly increasing (broken/duplicate PTS)
+                    ts = last_t + 1e-6
+                last_t = ts
+                bgr = frame.to_ndarray(format="bgr24")
+                if k:
+                    bgr = np.ascontiguousarray(np.rot90(bgr, k=k))
+                yield Frame(index, ts, bgr)
+                index += 1
+        except av.error.FFmpegError as e:
+            raise VideoError(self.path, f"decode failed after {index} frames ({e.__class__.__name__}: {e})") from e
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
+    """Counter-clockwise rotation (0/90/180/270) that puts decoded frames in display
+    orientation: the frame's display matrix, else the legacy 'rotate' tag."""
+    angle = int(round(frame.rotation or 0))
+    if not angle and (tag := stream.metadata.get("rotate")):
+        try:
+            angle = -int(tag)
+        except ValueError:
+            log.warning("%s: ignoring non-numeric rotate tag %r", stream.container.name, tag)
+    return (round(angle / 90) * 90) % 360
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: (int(m.group()) if (m := re.search(r"\d+", p.stem)) else -1, p.name))
+
+
+def _seqinfo_fps(folder: Path) -> float | None:
+    """MOTChallenge `seqinfo.ini` beside an `img1/` folder gives the frame rate."""
+    import configparser
+
+    ini = folder.parent / "seqinfo.ini"
+    if not ini.exists():
+        return None
+    cp = configparser.ConfigParser()
+    cp.read(ini)
+    try:
+        return float(cp["Sequence"]["frameRate"])
+    except (KeyError, ValueError):
+        return None
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """yuv420p needs even dimensions: odd sizes are padded by one pixel."""
+    return width + (width & 1), height + (height & 1)
+
+
+class VideoSink:
+    """Write BGR frames as H.264 (libx264, yuv420p) in MP4 with the moov atom at the
+    front (faststart) so a browser plays it while downloading.
+
+    Writes to a temporary name beside `path` and renames on a clean `close()`; on an
+    exception inside the `with` block the partial file is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float,
+                 crf: int = 23, preset: str = "veryfast") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        self.width, self.height = width, height
+        self.out_w, self.out_h = even_size(width, height)
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(int(FALLBACK_FPS))
+        self._container = av.open(str(self._tmp), mode="w", format="mp4",
+                                  options={"movflags": "+faststart"})
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.width, self._stream.height = self.out_w, self.out_h
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.thread_type = "AUTO"
+        self.frames = 0
+
+    def write(self, bgr: np.ndarray) -> None:
+        if bgr.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame of shape {bgr.shape} does not match sink size {self.width}x{self.height}")
+        if (self.out_w, self.out_h) != (self.width, self.height):
+            bgr = cv2.copyMakeBorder(bgr, 0, self.out_h - self.height, 0, self.out_w - self.width,
+                                     cv2.BORDER_REPLICATE)
+        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        frame.pts = self.frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and publish the file under its final name."""
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except av.error.FFmpegError as e:  # closing a half-written file can fail; the file is removed anyway
+            log.debug("closing aborted sink %s: %s", self._tmp, e)
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def probe(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Codec, pixel format, size, frame count (decoded), fps and whether the moov
+    atom precedes mdat, for checking outputs the way ffprobe would."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    moov, mdat = head.find(b"moov"), head.find(b"mdat")
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return {
+            "codec": s.codec_context.name,
+            "pix_fmt": s.codec_context.pix_fmt,
+            "width": s.codec_context.width,
+            "height": s.codec_context.height,
+            "fps": float(s.average_rate) if s.average_rate else 0.0,
+            "frames": n,
+            "faststart": moov != -1 and (mdat == -1 or moov < mdat),
+        }
