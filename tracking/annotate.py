@@ -30,7 +30,7 @@ def draw_tracks(frame_bgr: np.ndarray, states: Sequence[TrackState], class_names
     thick = max(1, round(scale * 2))
     for s in states:
         color = track_color(s.track_id)
-        x1, y1, x2, y2 = (int(round(v)) for v in s.xyxy)
+        x1, y1, x2, y2 = (round(v) for v in s.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick if s.matched else 1)
         label = f"{s.track_id} {class_names.get(s.class_id, str(s.class_id))}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

@@ -47,7 +47,8 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
-        _check(self.imgsz >= 32 and self.imgsz % 32 == 0, "detector.imgsz", self.imgsz, "must be a multiple of 32, >= 32")
+        _check(self.imgsz >= 32 and self.imgsz % 32 == 0, "detector.imgsz", self.imgsz,
+               "must be a multiple of 32, >= 32")
         _check(0.0 <= self.conf <= 1.0, "detector.conf", self.conf, "must be in [0, 1]")
         _check(0.0 < self.iou <= 1.0, "detector.iou", self.iou, "must be in (0, 1]")
         _check(self.device in DEVICES or self.device.startswith("cuda:"), "detector.device", self.device,

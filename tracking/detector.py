@@ -12,11 +12,11 @@ from typing import Any
 # exactly what pyproject.toml declares.
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from tracking.config import DetectorConfig  # noqa: E402
-from tracking.detections import Detections  # noqa: E402
+from tracking.config import DetectorConfig
+from tracking.detections import Detections
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from tracking.detector import Detector
 from tracking.embedder import AppearanceEmbedder
 from tracking.records import TrackTableWriter
 from tracking.tracker import VideoTracker
-from tracking.video import Frame, VideoReader, VideoSink
+from tracking.video import Frame, VideoReader, VideoSink, fps_from_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -197,19 +197,22 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
         stop = threading.Event()
         frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
         decoder = _Worker("vidtrack-decode", _batches(reader, batch_size, timer, stop, frames_q))
-        sink = (VideoSink(outputs.video, info.width, info.height, info.fps or 25.0,
-                          cfg.output.video_crf, cfg.output.video_preset)
-                if outputs.video is not None and cfg.output.annotated_video else None)
+        video_path = outputs.video if cfg.output.annotated_video else None
+        sink: VideoSink | None = None
+        encoder: _Worker | None = None
         encode_q: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size)
-        encoder = _Worker("vidtrack-encode", _encode(sink, encode_q, names, timer, stop)) if sink else None
         writer = TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id, class_names=names,
                                   frame_size=(info.width, info.height),
                                   row_group_frames=cfg.output.row_group_frames)
         decoder.start()
-        if encoder:
-            encoder.start()
         try:
             for batch in _drain(frames_q, decoder):
+                if video_path is not None and sink is None:  # opened at the first batch: fps may come from it
+                    fps = info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
+                    sink = VideoSink(video_path, info.width, info.height, fps,
+                                     cfg.output.video_crf, cfg.output.video_preset)
+                    encoder = _Worker("vidtrack-encode", _encode(sink, encode_q, names, timer, stop))
+                    encoder.start()
                 if max_frames is not None and frames >= max_frames:
                     break
                 if max_frames is not None:
@@ -264,7 +267,7 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
         tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(per_class.items())},
         stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
         wall_seconds=round(time.perf_counter() - wall0, 3),
-        outputs={"tracks": os.fspath(outputs.tracks), "video": os.fspath(outputs.video) if sink else None},
+        outputs={"tracks": os.fspath(outputs.tracks), "video": os.fspath(video_path) if sink and video_path else None},
     )
     if outputs.summary is not None:
         write_json_atomic(outputs.summary, summary.to_dict())

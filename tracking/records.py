@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,7 +89,8 @@ class TrackTableWriter:
         arrays = {
             "video_id": pa.array([self.video_id] * n, pa.string()),
             **{k: pa.array(c[k], TRACK_SCHEMA.field(k).type) for k in c},
-            "class_name": pa.array([self.class_names.get(int(k), str(k)) for k in c["class_id"]], pa.string()),
+            "class_name": pa.array([self.class_names.get(k, str(k)) for k in cast(list[int], c["class_id"])],
+                                   pa.string()),
             "frame_width": pa.array([self.width] * n, pa.int32()),
             "frame_height": pa.array([self.height] * n, pa.int32()),
             "params_id": pa.array([self.params_id] * n, pa.string()),

@@ -74,6 +74,7 @@ class VideoReader:
         self.path = Path(path)
         self._fps_hint = fps
         self._container: av.container.InputContainer | None = None
+        self._first: av.VideoFrame | None = None
         if not self.path.exists():
             raise VideoError(self.path, "file does not exist")
         if self.path.is_dir():
@@ -154,7 +155,7 @@ class VideoReader:
         fps = self.info.fps or FALLBACK_FPS
         k = self.info.rotation // 90
         try:
-            for frame in itertools.chain([self._first], self._decoder):
+            for frame in itertools.chain([self._first] if self._first is not None else [], self._decoder):
                 t = frame.time
                 if t is None:  # no PTS: fall back to the nominal rate
                     t = (t0 or 0.0) + index / fps
@@ -164,7 +165,7 @@ class VideoReader:
                 if ts <= last_t:  # keep timestamps strictly increasing (broken/duplicate PTS)
                     ts = last_t + 1e-6
                 last_t = ts
-                bgr = frame.to_ndarray(format="bgr24")
+                bgr: np.ndarray = frame.to_ndarray(format="bgr24")
                 if k:
                     bgr = np.ascontiguousarray(np.rot90(bgr, k=k))
                 yield Frame(index, ts, bgr)
@@ -188,7 +189,7 @@ class VideoReader:
 def _rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
     """Counter-clockwise rotation (0/90/180/270) that puts decoded frames in display
     orientation: the frame's display matrix, else the legacy 'rotate' tag."""
-    angle = int(round(frame.rotation or 0))
+    angle = round(frame.rotation or 0)
     if not angle and (tag := stream.metadata.get("rotate")):
         try:
             angle = -int(tag)
@@ -215,6 +216,15 @@ def _seqinfo_fps(folder: Path) -> float | None:
         return float(cp["Sequence"]["frameRate"])
     except (KeyError, ValueError):
         return None
+
+
+def fps_from_timestamps(timestamps_s: list[float]) -> float:
+    """Frame rate from presentation times (median frame interval), for containers whose
+    header reports none; 25 when there are too few frames to tell."""
+    if len(timestamps_s) < 2:
+        return FALLBACK_FPS
+    dt = float(np.median(np.diff(timestamps_s)))
+    return 1.0 / dt if dt > 0 else FALLBACK_FPS
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

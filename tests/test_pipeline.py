@@ -1,0 +1,150 @@
+"""End to end on real footage with the real YOLOv8n, DeepSORT and codecs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import TUD, write_video
+from tracking.pipeline import VideoOutputs, process_video
+from tracking.records import TRACK_SCHEMA
+from tracking.video import VideoError, probe
+
+
+def test_tud_campus_video_end_to_end(tud_video: Path, fast_cfg, fast_models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = VideoOutputs.in_dir(tmp_path, "tud")
+    s = process_video(tud_video, out, fast_cfg, fast_models, video_id="tud", params_id="p123")
+    t = pq.read_table(out.tracks)
+    assert t.schema.equals(TRACK_SCHEMA)
+    assert s.frames == 71 and s.rows == t.num_rows > 200  # ~7 people per frame
+    assert pc.min(t["track_id"]).as_py() == 1
+    assert set(t["video_id"].to_pylist()) == {"tud"} and set(t["params_id"].to_pylist()) == {"p123"}
+    assert "person" in set(t["class_name"].to_pylist())
+    frames = t["frame_index"].to_numpy()
+    assert frames.min() >= 0 and frames.max() <= 70 and np.all(np.diff(frames) >= 0)
+    ts = t["timestamp_s"].to_numpy()
+    assert np.allclose(ts, frames / 25.0, atol=1e-6)  # 25 fps, from the container's PTS
+    matched = t.filter(pc.field("matched"))
+    assert matched.num_rows > 0.5 * t.num_rows  # at imgsz=320 about 70% are matched
+    assert pc.all(pc.is_valid(matched["confidence"])).as_py()
+    assert pc.all(pc.is_null(t.filter(~pc.field("matched"))["confidence"])).as_py()
+    x1, x2 = t["x1"].to_numpy(), t["x2"].to_numpy()
+    assert np.all(x2 > x1) and set(t["frame_width"].to_pylist()) == {640}
+    info = probe(out.video)  # type: ignore[arg-type]
+    assert (info["codec"], info["pix_fmt"], info["frames"], info["fps"]) == ("h264", "yuv420p", 71, 25.0)
+    assert info["faststart"]
+    summary = json.loads(out.summary.read_text())  # type: ignore[union-attr]
+    assert summary["frames"] == 71 and summary["tracks_per_class"]["person"] >= 5
+    assert set(summary["stage_seconds"]) >= {"decode", "detect", "embed", "track", "write", "encode"}
+
+
+def test_image_folder_source(fast_cfg, fast_models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    imgs = tmp_path / "seq" / "img1"
+    imgs.mkdir(parents=True)
+    for p in sorted((TUD / "img1").glob("*.jpg"))[:12]:
+        shutil.copy(p, imgs / p.name)
+    out = VideoOutputs.in_dir(tmp_path / "o", "seq", annotated=False)
+    s = process_video(imgs, out, fast_cfg, fast_models)
+    assert s.frames == 12 and out.tracks.exists() and s.outputs["video"] is None
+
+
+@pytest.mark.parametrize("name", ["car-detection", "one-by-one-person-detection"])
+def test_shared_street_videos(name: str, short_clips: dict[str, Path], fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                              tmp_path: Path) -> None:
+    out = VideoOutputs.in_dir(tmp_path, name)
+    s = process_video(short_clips[name], out, fast_cfg, fast_models)
+    assert s.frames == 20 and (s.width, s.height) == (768, 432)
+    t = pq.read_table(out.tracks)
+    if t.num_rows:
+        assert pc.min(t["track_id"]).as_py() == 1
+    assert probe(out.video)["frames"] == 20  # type: ignore[arg-type]
+
+
+def test_isolation_and_determinism(short_clips: dict[str, Path], tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                   tmp_path: Path) -> None:
+    """A, then B, then A in one process: both runs of A give byte-identical records."""
+    a, b = tud_video, short_clips["one-by-one-person-detection"]
+    runs = []
+    for i, src in enumerate([a, b, a]):
+        out = VideoOutputs.in_dir(tmp_path / str(i), "v", annotated=False)
+        process_video(src, out, fast_cfg, fast_models, video_id="v", params_id="p", max_frames=24)
+        runs.append(out.tracks.read_bytes())
+    assert runs[0] == runs[2]
+    assert pq.read_table(tmp_path / "0" / "v.tracks.parquet").num_rows > 0
+
+
+def _truncated(tmp_path: Path, tud_video: Path) -> Path:
+    # encoded without faststart, the moov atom is at the end: cut it off
+    src = write_video(tmp_path / "full.mp4", [np.full((48, 64, 3), i, np.uint8) for i in range(30)])
+    data = src.read_bytes()
+    assert data.find(b"moov") > data.find(b"mdat")
+    p = tmp_path / "truncated.mp4"
+    p.write_bytes(data[: len(data) // 2])
+    src.unlink()
+    return p
+
+
+def _bad_inputs(tmp_path: Path, tud_video: Path) -> dict[str, Path]:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "text.mp4").write_text("this is not a video\n" * 20)
+    png = (TUD / "img1" / "000001.jpg").read_bytes()
+    (d / "image.mp4").write_bytes(png)
+    return {
+        "empty": d / "empty.mp4", "text": d / "text.mp4", "image": d / "image.mp4",
+        "truncated": _truncated(d, tud_video), "missing": d / "missing.mp4",
+    }
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("empty", "empty"), ("text", "not a readable video"), ("truncated", "not a readable video"),
+    ("missing", "does not exist"), ("image", ""),
+])
+def test_bad_input_clear_error_and_nothing_left(case: str, reason: str, tud_video: Path, fast_cfg,  # type: ignore[no-untyped-def]
+                                                fast_models, tmp_path: Path) -> None:
+    src = _bad_inputs(tmp_path, tud_video)[case]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if case == "image":
+        # a JPEG named .mp4 is a one-frame image to FFmpeg: it processes as a 1-frame video
+        s = process_video(src, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
+        assert s.frames == 1 and probe(out_dir / "v.annotated.mp4")["frames"] == 1
+        return
+    with pytest.raises(VideoError) as e:
+        process_video(src, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
+    assert str(src) in str(e.value) and reason in str(e.value)
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["grayscale", "odd_size", "fps0_header"])
+def test_unusual_inputs_process_correctly(case: str, fast_cfg, fast_models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    frames = [np.full((49, 65, 3), 20 * i, np.uint8) for i in range(6)]
+    if case == "grayscale":
+        src = write_video(tmp_path / "g.mkv", [f[:48, :64, 0] for f in frames], codec="ffv1", pix_fmt="gray")
+        size = (64, 48)
+    elif case == "odd_size":
+        src = write_video(tmp_path / "odd.mp4", frames, pix_fmt="yuv444p")
+        size = (65, 49)
+    else:
+        # an AVI whose header says 0 frames per second (dwMicroSecPerFrame = dwScale = dwRate = 0)
+        avi = write_video(tmp_path / "v.avi", [f[:48, :64] for f in frames], fps=10, codec="mpeg4")
+        b = bytearray(avi.read_bytes())
+        avih, strh = b.index(b"avih") + 8, b.index(b"strh") + 8
+        assert b[strh:strh + 4] == b"vids"
+        b[avih:avih + 4] = bytes(4)  # dwMicroSecPerFrame
+        b[strh + 20:strh + 28] = bytes(8)  # dwScale, dwRate
+        src = tmp_path / "fps0.avi"
+        src.write_bytes(bytes(b))
+        size = (64, 48)
+    out = VideoOutputs.in_dir(tmp_path / "o", "v")
+    s = process_video(src, out, fast_cfg, fast_models)
+    assert s.frames == 6 and (s.width, s.height) == size
+    info = probe(out.video)  # type: ignore[arg-type]
+    assert info["frames"] == 6 and info["fps"] > 0 and info["codec"] == "h264"

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracking.config import TrackerConfig
+from tracking.detections import Detections
+from tracking.tracker import VideoTracker
+
+
+def _det(*boxes: tuple[float, float, float, float]) -> Detections:
+    return Detections.from_arrays(np.array(boxes, np.float32), np.full(len(boxes), 0.9), np.zeros(len(boxes)))
+
+
+def _emb(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, 16)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ids_start_at_one_per_tracker_and_confirm_after_n_init() -> None:
+    for _ in range(2):  # a second tracker starts from 1 again: no class-level counter
+        t = VideoTracker(TrackerConfig(n_init=3))
+        emb = _emb(2)
+        states = []
+        for i in range(3):
+            states = t.update(_det((10 + i, 10, 50 + i, 90), (200, 10, 240, 90)), emb)
+        assert sorted(s.track_id for s in states) == [1, 2]
+        assert all(s.confirmed and s.matched for s in states)
+        assert states[0].confidence == pytest.approx(0.9)
+
+
+def test_empty_frames_advance_tracker_until_deleted() -> None:
+    t = VideoTracker(TrackerConfig(n_init=1, max_age=3))
+    for _ in range(2):  # a new track is tentative until its second match
+        t.update(_det((10, 10, 50, 90)), _emb(1))
+    s = t.update(Detections.empty(), _emb(0))
+    assert len(s) == 1 and not s[0].matched and np.isnan(s[0].confidence)
+    for _ in range(4):
+        s = t.update(Detections.empty(), _emb(0))
+    assert s == []
+
+
+def test_mismatched_embeddings_rejected() -> None:
+    with pytest.raises(ValueError, match="2 detections but 1 embeddings"):
+        VideoTracker(TrackerConfig()).update(_det((0, 0, 10, 10), (20, 20, 30, 30)), _emb(1))
+
+
+@pytest.mark.parametrize("xyxy, keep", [
+    ((10, 10, 50, 50), True),
+    ((-30, -30, -1, -1), False),   # entirely outside the frame
+    ((630, 10, 700, 50), True),    # partly outside: clipped
+    ((640, 10, 700, 50), False),   # starts at the right edge: empty crop
+    ((10.2, 10, 10.9, 50), False),  # under a pixel wide once truncated to int
+])
+def test_usable_boxes(xyxy: tuple[float, float, float, float], keep: bool) -> None:
+    assert len(_det(xyxy).usable(640, 480)) == int(keep)
+
+
+def test_detections_shape_checked() -> None:
+    with pytest.raises(ValueError, match="xyxy"):
+        Detections(np.zeros((2, 3), np.float32), np.zeros(2, np.float32), np.zeros(2, np.int32))
