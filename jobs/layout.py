@@ -1,0 +1,50 @@
+"""Where everything lives in the output dataset (one folder per params_id):
+
+    <params_id>/config.json                          resolved parameters, model identity, versions
+    <params_id>/tracks/video_id=<id>/part-0.parquet  track records, hive-partitioned by video
+    <params_id>/videos/<id>.mp4                      annotated video
+    <params_id>/manifest/run_id=<run>/part-0.parquet one row per video and attempt
+    <params_id>/_done/<id>.json                      written last: the video is complete
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.storage import LocalStorage, S3Storage
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    storage: LocalStorage | S3Storage
+    params_id: str
+
+    def key(self, *parts: str) -> str:
+        return "/".join((self.params_id, *parts))
+
+    @property
+    def config(self) -> str:
+        return self.key("config.json")
+
+    def tracks(self, video_id: str) -> str:
+        return self.key("tracks", f"video_id={video_id}", "part-0.parquet")
+
+    def video(self, video_id: str) -> str:
+        return self.key("videos", f"{video_id}.mp4")
+
+    def done(self, video_id: str) -> str:
+        return self.key("_done", f"{video_id}.json")
+
+    def manifest(self, run_id: str) -> str:
+        return self.key("manifest", f"run_id={run_id}", "part-0.parquet")
+
+    def done_ids(self) -> set[str]:
+        prefix = self.key("_done") + "/"
+        return {o.key[len(prefix):-len(".json")] for o in self.storage.list(prefix) if o.key.endswith(".json")}
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        """config.json is written once per params_id; a rerun leaves it untouched."""
+        if not self.storage.exists(self.config):
+            self.storage.put_bytes(self.config, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
