@@ -5,6 +5,8 @@
     <params_id>/videos/<id>.mp4                      annotated video
     <params_id>/manifest/run_id=<run>/part-0.parquet one row per video and attempt
     <params_id>/_done/<id>.json                      written last: the video is complete
+    <params_id>/_failed/<id>.json                    the video failed for its own reasons (corrupt,
+                                                     unsupported); skipped until the object changes
 """
 
 from __future__ import annotations
@@ -37,12 +39,21 @@ class DatasetLayout:
     def done(self, video_id: str) -> str:
         return self.key("_done", f"{video_id}.json")
 
+    def failed(self, video_id: str) -> str:
+        return self.key("_failed", f"{video_id}.json")
+
     def manifest(self, run_id: str) -> str:
         return self.key("manifest", f"run_id={run_id}", "part-0.parquet")
 
     def done_ids(self) -> set[str]:
         prefix = self.key("_done") + "/"
         return {o.key[len(prefix):-len(".json")] for o in self.storage.list(prefix) if o.key.endswith(".json")}
+
+    def failed_markers(self) -> dict[str, dict[str, Any]]:
+        """video_id -> the failure marker (source size, mtime, error) of earlier runs."""
+        prefix = self.key("_failed") + "/"
+        return {o.key[len(prefix):-len(".json")]: json.loads(self.storage.read_bytes(o.key))
+                for o in self.storage.list(prefix) if o.key.endswith(".json")}
 
     def write_config(self, data: dict[str, Any]) -> None:
         """config.json is written once per params_id; a rerun leaves it untouched."""

@@ -46,10 +46,11 @@ class VideoTask:
 class Plan:
     todo: list[VideoTask]
     done: list[VideoTask]  # already have a _done marker for this params_id
+    failed_before: dict[str, tuple[VideoTask, str]]  # video_id -> (task, earlier error); object unchanged
 
 
 def plan_run(source: LocalStorage | S3Storage, layout: DatasetLayout, include: list[str], exclude: list[str],
-             modified_since: datetime | None = None) -> Plan:
+             modified_since: datetime | None = None, retry_failed: bool = False) -> Plan:
     tasks = []
     for obj in source.list():
         if not matches(obj.key, include, exclude):
@@ -58,7 +59,15 @@ def plan_run(source: LocalStorage | S3Storage, layout: DatasetLayout, include: l
             continue
         tasks.append(VideoTask(obj.key, video_id_for(obj.key), obj.size, obj.modified))
     done_ids = layout.done_ids()
-    todo = sorted((t for t in tasks if t.video_id not in done_ids), key=lambda t: (-t.size, t.key))
+    failed = {} if retry_failed else layout.failed_markers()
+    failed_before = {}
+    for t in tasks:
+        m = failed.get(t.video_id)
+        if t.video_id not in done_ids and m and (m.get("size"), m.get("modified")) == (t.size, t.modified.isoformat()):
+            failed_before[t.video_id] = (t, f"{m.get('error_class', '')}: {m.get('error_message', '')}")
+    todo = sorted((t for t in tasks if t.video_id not in done_ids and t.video_id not in failed_before),
+                  key=lambda t: (-t.size, t.key))
     done = [t for t in tasks if t.video_id in done_ids]
-    log.info("planned %d videos: %d to process, %d already done", len(tasks), len(todo), len(done))
-    return Plan(todo, done)
+    log.info("planned %d videos: %d to process, %d already done, %d failed before (unchanged; --retry-failed "
+             "to try again)", len(tasks), len(todo), len(done), len(failed_before))
+    return Plan(todo, done, failed_before)

@@ -64,6 +64,7 @@ class JobSpec:
     max_attempts: int = 3
     endpoint_url: str | None = None
     progress: bool = True
+    retry_failed: bool = False
 
 
 @dataclass
@@ -101,6 +102,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], help="glob on keys to skip (repeatable)")
     p.add_argument("--modified-since", type=_parse_date, help="only objects modified at or after this date/time (UTC)")
     p.add_argument("--max-attempts", type=int, default=3, help="attempts per video when its actor dies")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also retry videos that failed in earlier runs and have not changed since")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -116,7 +119,7 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
         address=args.address, include=args.include or list(DEFAULT_INCLUDE), exclude=args.exclude,
         modified_since=args.modified_since, max_attempts=args.max_attempts, endpoint_url=args.s3_endpoint_url,
-        progress=not args.no_progress)
+        progress=not args.no_progress, retry_failed=args.retry_failed)
 
 
 def resolve_model(spec: JobSpec, tmp: Path) -> tuple[str, str]:
@@ -165,10 +168,13 @@ def run_job(spec: JobSpec) -> RunResult:
     layout = DatasetLayout(dest, params_id)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     result = RunResult(run_id, params_id, f"{dest.uri.rstrip('/')}/{params_id}")
-    plan = plan_run(source, layout, spec.include, spec.exclude, spec.modified_since)
+    plan = plan_run(source, layout, spec.include, spec.exclude, spec.modified_since, spec.retry_failed)
     for t in plan.done:
         result.attempts.append(AttemptResult(t.video_id, t.key, 0, STATUS_SKIPPED, bytes_in=t.size))
-    result.skipped = len(plan.done)
+    for t, error in plan.failed_before.values():
+        result.attempts.append(AttemptResult(t.video_id, t.key, 0, STATUS_SKIPPED, "FailedBefore",
+                                             error[:2000], bytes_in=t.size))
+    result.skipped = len(plan.done) + len(plan.failed_before)
     layout.write_config(config_document(spec, params_id, model_sha))
 
     if plan.todo:
@@ -209,6 +215,7 @@ def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Stor
     pending_ready: dict[Any, Any] = {}  # ready() future -> actor
     in_flight: dict[Any, tuple[Any, VideoTask, int]] = {}  # process() future -> (actor, task, attempt)
     idle: list[Any] = []
+    nodes: dict[Any, str] = {}  # actor -> node id it runs on
     for _ in range(n_actors):
         a = new_actor()
         pending_ready[a.ready.remote()] = a
@@ -228,8 +235,8 @@ def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Stor
                 if ref in pending_ready:
                     actor = pending_ready.pop(ref)
                     try:
-                        node = ray.get(ref)
-                        log.debug("actor ready on node %s", node)
+                        nodes[actor] = ray.get(ref)
+                        log.debug("actor ready on node %s", nodes[actor])
                         idle.append(actor)
                     except (RayActorError, WorkerCrashedError) as e:
                         _fail_actor_start(e, queue, result)
@@ -239,7 +246,7 @@ def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Stor
                     r: AttemptResult = ray.get(ref)
                 except (RayActorError, WorkerCrashedError) as e:
                     lost = AttemptResult(task.video_id, task.key, attempt, STATUS_LOST, e.__class__.__name__,
-                                         _first_line(e), bytes_in=task.size)
+                                         _first_line(e), bytes_in=task.size, node_id=nodes.get(actor, ""))
                     result.attempts.append(lost)
                     log.warning("actor died on %s (attempt %d/%d): %s", task.key, attempt, spec.max_attempts,
                                 lost.error_message)

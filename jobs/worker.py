@@ -137,9 +137,23 @@ class VideoWorker:
                 result.error_class = e.__class__.__name__
                 result.error_message = str(e).replace(str(local), source_name)[:2000]
                 log.warning("video %s failed: %s: %s", source_name, result.error_class, result.error_message)
+                self._mark_failed(task, result)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.finished_at = now_iso()
         return result
+
+
+    def _mark_failed(self, task: VideoTask, result: AttemptResult) -> None:
+        """Remember the failure with the object's size and mtime, so later runs skip it
+        until the object changes. Failing to write the marker only costs a retry later."""
+        marker = {"video_id": task.video_id, "source_key": task.key, "size": task.size,
+                  "modified": task.modified.isoformat(), "error_class": result.error_class,
+                  "error_message": result.error_message, "attempt": result.attempt, "at": now_iso()}
+        try:
+            self.layout.storage.put_bytes(self.layout.failed(task.video_id),
+                                          (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
+        except Exception as e:  # storage trouble: logged; the manifest row still records the failure
+            log.error("could not write failure marker for %s: %s", task.key, e)
 
 
 def _sha256(path: Path) -> str:

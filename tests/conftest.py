@@ -58,13 +58,15 @@ def read_images(folder: Path, n: int | None = None) -> list[np.ndarray]:
     return [cv2.imread(str(p)) for p in files]
 
 
-def cut_video(src: Path, dst: Path, n: int) -> Path:
-    """First n frames of a real video, re-encoded as H.264 at its own rate."""
+def cut_video(src: Path, dst: Path, n: int, start: int = 0) -> Path:
+    """n frames of a real video from frame `start`, re-encoded as H.264 at its own rate."""
     with av.open(str(src)) as c:
         s = c.streams.video[0]
         fps = float(s.average_rate or 25)
         frames = []
-        for f in c.decode(s):
+        for i, f in enumerate(c.decode(s)):
+            if i < start:
+                continue
             frames.append(f.to_ndarray(format="bgr24"))
             if len(frames) == n:
                 break
@@ -95,3 +97,22 @@ def fast_models(fast_cfg):  # type: ignore[no-untyped-def]
     from tracking.pipeline import Models
 
     return Models.load(fast_cfg)
+
+
+def make_archive_clips(folder: Path, count: int, frames: int) -> list[Path]:
+    """`count` short real clips: TUD-Campus windows and windows of the shared street videos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tud = read_images(TUD / "img1")
+    clips = []
+    sources = [p for p in sorted(VIDEOS.glob("*.mp4"))]
+    for i in range(count):
+        dst = folder / f"clip{i:02d}.mp4"
+        if i % 3 == 0:
+            start = (i * 5) % (len(tud) - frames)
+            clips.append(write_video(dst, tud[start:start + frames], fps=25))
+        else:
+            clips.append(cut_video(sources[i % 2], dst, frames, start=(i * 37) % 300))
+    return clips
+
+
+JOB_OVERRIDES = [f"detector.model={MODEL}", "detector.imgsz=320", "detector.classes=['person', 'car']"]
