@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,6 +87,13 @@ def test_local_run_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert duckdb.sql(f"select count(*) from '{dataset}/tracks/*/*.parquet'").fetchall()[0][0] == tracks.num_rows
     assert pl.read_parquet(f"{dataset}/tracks/*/*.parquet").height == tracks.num_rows
+    # the README's SQL examples run as written against this dataset
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    assert len(queries) == 2
+    people, dwell = (duckdb.sql(q.replace("out/<params_id>", str(dataset))).fetchall() for q in queries)
+    assert people and all(n >= 1 for *_, n in people)
+    assert dwell and all(d >= 0 for _, d, _ in dwell)
     # a rerun with the same parameters processes nothing: done videos and the unchanged broken one are skipped
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 4
