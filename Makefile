@@ -36,8 +36,8 @@ lock:
 	rm -rf /tmp/vidtrack-lock && $(PYTHON) -m venv /tmp/vidtrack-lock
 	/tmp/vidtrack-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/vidtrack-lock/bin/pip uninstall --yes --quiet opencv-python
-	{ sed -n '1,4p' requirements.lock; /tmp/vidtrack-lock/bin/pip freeze --exclude-editable \
-	  | grep -v -i -E '^(opencv-python==|vidtrack)'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+	{ sed -n '1,4p' requirements.lock; /tmp/vidtrack-lock/bin/pip freeze --all --exclude-editable \
+	  | grep -v -i -E "^(opencv-python==|vidtrack|pip==)"; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf $(VENV) $(OUTPUT) .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,264 @@
+"""`vidtrack bench`: vidtrack against the naive pipeline on the same video and model.
+
+Each contender runs in its own subprocess (so peak RSS is its own), on the same input:
+  naive            ../shared/bench/seed_pipeline.py (YOLO + deep-sort-realtime, one frame at a time)
+  decode+detect    vidtrack's decoder and detector alone, same backend, batch and imgsz
+  vidtrack         the full pipeline (decode, detect, embed, track, Parquet, annotated H.264)
+  vidtrack-plain   the unaccelerated path (torch embedder, detector batch 1): the accuracy reference
+and prints one line each (frames/s, seconds, peak RSS) plus the ratios, and IDF1 on the
+sequence's ground truth when it has one (TUD-Campus does).
+
+    vidtrack bench --model ../shared/models/yolov8n.pt            # TUD-Campus as a video
+    vidtrack bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
+"""
+
+from __future__ import annotations
+
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIDTRACK_SHARED", REPO.parent / "shared"))
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input")
+    p.add_argument("--model", default=str(SHARED / "models" / "yolov8n.pt"))
+    p.add_argument("--sequence", type=Path, default=SHARED / "data" / "mot" / "TUD-Campus",
+                   help="MOTChallenge sequence (encoded to H.264 first) or a video file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="vidtrack parameters for the vidtrack runs (imgsz applies to all contenders)")
+    p.add_argument("--only", action="append", choices=("naive", "detect", "vidtrack", "plain"),
+                   help="run only these contenders (repeatable)")
+    p.add_argument("--memory", action="store_true", help="flat-memory check on a long looped video instead")
+    p.add_argument("--frames", type=int, default=5000, help="frames for --memory")
+    p.add_argument("--json", type=Path, help="also write the results here")
+
+
+# -- one contender per subprocess ---------------------------------------------------------
+
+def _child(argv: list[str]) -> int:
+    """Entry point of a contender subprocess: prints one JSON line with its results."""
+    kind, video, model, out = argv[0], argv[1], argv[2], Path(argv[3])
+    overrides = json.loads(argv[4])
+    from jobs.config import load_config
+
+    cfg = load_config(None, [f"detector.model={model}", *overrides])
+    result: dict[str, Any] = {}
+    if kind == "detect":
+        from tracking.detector import Detector
+        from tracking.video import VideoReader
+
+        det = Detector(cfg.detector)
+        t0 = time.perf_counter()
+        n = 0
+        with VideoReader(video) as reader:
+            batch = []
+            for frame in reader:
+                batch.append(frame.bgr)
+                if len(batch) == cfg.detector.batch_size:
+                    det(batch)
+                    n += len(batch)
+                    batch = []
+            if batch:
+                det(batch)
+                n += len(batch)
+        result = {"frames": n, "seconds": time.perf_counter() - t0}
+    else:
+        from tracking.pipeline import Models, VideoOutputs, process_video
+
+        models = Models.load(cfg)
+        outputs = VideoOutputs(out / "tracks.parquet", out / "annotated.mp4", None)
+        t0 = time.perf_counter()
+        s = process_video(video, outputs, cfg, models, video_id="bench")
+        result = {"frames": s.frames, "seconds": time.perf_counter() - t0, "stages": s.stage_seconds,
+                  "tracks": str(outputs.tracks)}
+    import resource
+
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("BENCH " + json.dumps(result))
+    return 0
+
+
+def _run_child(kind: str, video: Path, model: str, out: Path, overrides: list[str]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "bench.run", "--child", kind, str(video), model, str(out), json.dumps(overrides)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"bench contender {kind} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return dict(json.loads(line[len("BENCH "):]))
+
+
+def _run_naive(video: Path, model: str, out: Path, imgsz: int) -> dict[str, Any]:
+    """The seed pipeline as users run it; its own timer covers decode to write."""
+    seed = SHARED / "bench" / "seed_pipeline.py"
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = (
+        "import resource, runpy, sys, json; from ultralytics import YOLO\n"
+        f"_p = YOLO.predict; YOLO.predict = lambda self, *a, **k: _p(self, *a, **{{'imgsz': {imgsz}, **k}})\n"
+        # warm the model up when it is built, as vidtrack's Models.load does, so neither side times setup
+        "import numpy as np; _i = YOLO.__init__\n"
+        "def _init(self, *a, **k):\n"
+        "    _i(self, *a, **k); self.predict(np.full((480, 640, 3), 114, np.uint8), verbose=False)\n"
+        "YOLO.__init__ = _init\n"
+        f"sys.argv = {[str(seed), model, str(video), str(out / 'naive.mp4'), str(10**9), str(out / 'naive.csv')]!r}\n"
+        f"runpy.run_path({str(seed)!r}, run_name='__main__')\n"
+        "print('BENCH_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, cwd=out, check=False)
+    lines = proc.stdout.splitlines()
+    last = next((ln for ln in lines if ln.startswith("frames=")), None)
+    rss = next((ln for ln in lines if ln.startswith("BENCH_RSS")), None)
+    if proc.returncode != 0 or last is None or rss is None:
+        raise RuntimeError(f"naive pipeline failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    kv = dict(item.split("=") for item in last.split())
+    return {"frames": int(kv["frames"]), "seconds": float(kv["seconds"]), "peak_rss_mb": float(rss.split()[1]),
+            "mot": str(out / "naive.csv")}
+
+
+# -- accuracy ---------------------------------------------------------------------------
+
+def _idf1(sequence: Path, tracks: str | None = None, mot_txt: str | None = None) -> float | None:
+    from tracking.mot import MotSequence, evaluate, tracks_to_mot
+
+    if not (sequence / "gt" / "gt.txt").exists() or not (tracks or mot_txt):
+        return None
+    seq = MotSequence.open(sequence)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = Path(tmp) / "res.txt"
+        if tracks:
+            tracks_to_mot(tracks, res, matched_only=True, class_id=0)
+        elif mot_txt:
+            res.write_text(Path(mot_txt).read_text())
+        return evaluate({seq.name: res}, [seq])[seq.name].idf1
+
+
+# -- input --------------------------------------------------------------------------------
+
+def _as_video(sequence: Path, tmp: Path, loop_to: int | None = None) -> Path:
+    """A MOTChallenge img1/ folder (or a video) as an H.264 mp4, optionally looped to `loop_to` frames."""
+    from tracking.mot import MotSequence
+    from tracking.video import VideoReader, VideoSink
+
+    src = MotSequence.open(sequence).source if sequence.is_dir() else sequence
+    with VideoReader(src) as r:
+        info = r.info
+        frames = [f.bgr for f in r]
+    n = loop_to or len(frames)
+    dst = tmp / f"{sequence.stem}{'-loop' if loop_to else ''}.mp4"
+    with VideoSink(dst, info.width, info.height, info.fps or 25.0, crf=20, preset="veryfast") as sink:
+        for i in range(n):
+            sink.write(frames[i % len(frames)])
+    return dst
+
+
+def _rss_sampler(pid: int, interval: float, samples: list[tuple[float, float]]) -> Any:
+    import threading
+
+    import psutil
+
+    stop = threading.Event()
+
+    def run() -> None:
+        p = psutil.Process(pid)
+        t0 = time.perf_counter()
+        while not stop.is_set():
+            try:
+                samples.append((time.perf_counter() - t0, p.memory_info().rss / 2**20))
+            except psutil.NoSuchProcess:
+                return
+            time.sleep(interval)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return stop
+
+
+def _memory(args: argparse.Namespace) -> int:
+    """Process a long looped video in a subprocess, sampling its RSS; compare the peak of the
+    first and last tenth of the run."""
+    with tempfile.TemporaryDirectory(prefix="vidtrack-bench-") as tmp:
+        video = _as_video(args.sequence if args.sequence.is_file() else SHARED / "data" / "videos" /
+                          "car-detection.mp4", Path(tmp), loop_to=args.frames)
+        cmd = [sys.executable, "-m", "bench.run", "--child", "vidtrack", str(video), args.model, str(Path(tmp) / "o"),
+               json.dumps(args.overrides)]
+        samples: list[tuple[float, float]] = []
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stop = _rss_sampler(proc.pid, 0.5, samples)
+        out, err = proc.communicate()
+        stop.set()
+        line = next((ln for ln in out.splitlines() if ln.startswith("BENCH ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"memory run failed:\n{err[-4000:]}")
+        r = json.loads(line[6:])
+    # the model loads during the first seconds: tenths are of the processing span only
+    t_end = samples[-1][0]
+    t_start = t_end - r["seconds"]
+    span = [(t, m) for t, m in samples if t >= t_start]
+    tenth = (t_end - t_start) / 10
+    first = max(m for t, m in span if t <= t_start + tenth)
+    last = max(m for t, m in span if t >= t_end - tenth)
+    print(f"memory: {r['frames']} frames in {r['seconds']:.1f} s ({r['frames'] / r['seconds']:.2f} frames/s); "
+          f"peak RSS first tenth {first:.0f} MiB, last tenth {last:.0f} MiB, ratio {last / first:.3f}; "
+          f"overall peak {r['peak_rss_mb']:.0f} MiB")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    if args.memory:
+        return _memory(args)
+    from jobs.config import load_config
+
+    cfg = load_config(None, [f"detector.model={args.model}", *args.overrides])
+    imgsz = cfg.detector.imgsz
+    only = set(args.only or ("naive", "detect", "vidtrack", "plain"))
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="vidtrack-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        video = _as_video(args.sequence, tmp)
+        plain = [*args.overrides, "embedder.backend='torch'", "detector.batch_size=1"]
+        runs = [("naive", lambda: _run_naive(video, args.model, tmp / "naive", imgsz)),
+                ("detect", lambda: _run_child("detect", video, args.model, tmp / "detect", args.overrides)),
+                ("vidtrack", lambda: _run_child("vidtrack", video, args.model, tmp / "vt", args.overrides)),
+                ("plain", lambda: _run_child("vidtrack", video, args.model, tmp / "plain", plain))]
+        for name, fn in runs:
+            if name not in only:
+                continue
+            r = fn()
+            r["fps"] = r["frames"] / r["seconds"]
+            if args.sequence.is_dir():
+                r["idf1"] = _idf1(args.sequence, tracks=r.get("tracks"), mot_txt=r.get("mot"))
+            results[name] = r
+            idf1 = f"  IDF1 {r['idf1']:.2f}" if r.get("idf1") is not None else ""
+            stages = f"  stages {r['stages']}" if "stages" in r else ""
+            print(f"{name:<9} {r['frames']:5d} frames  {r['seconds']:7.2f} s  {r['fps']:6.2f} frames/s  "
+                  f"peak RSS {r['peak_rss_mb']:6.0f} MiB{idf1}{stages}", flush=True)
+    if "vidtrack" in results:
+        vt = results["vidtrack"]["fps"]
+        parts = [f"imgsz {imgsz}, {args.sequence.name}"]
+        if "naive" in results:
+            parts.append(f"vidtrack/naive {vt / results['naive']['fps']:.2f}x")
+        if "detect" in results:
+            parts.append(f"vidtrack/decode+detect {vt / results['detect']['fps']:.2f}x")
+        if "plain" in results and results["plain"].get("idf1") is not None:
+            parts.append(f"IDF1 vidtrack - plain {results['vidtrack']['idf1'] - results['plain']['idf1']:+.2f}")
+        print("ratios: " + "; ".join(parts))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        sys.exit(_child(sys.argv[2:]))
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bench_args(parser)
+    sys.exit(main(parser.parse_args()))

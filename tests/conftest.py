@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for the network in tests
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+# detector exports (OpenVINO/ONNX) are cached per test session; Ray workers inherit this
+os.environ.setdefault("VIDTRACK_CACHE", tempfile.mkdtemp(prefix="vidtrack-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDTRACK_SHARED", REPO.parent / "shared")).resolve()

@@ -47,7 +47,7 @@ def test_iam_policy_is_least_privilege() -> None:
         actions = [st["Action"]] if isinstance(st["Action"], str) else st["Action"]
         resources = [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
         assert st["Effect"] == "Allow"
-        assert not any("*" == a or a.endswith(":*") for a in actions)
+        assert not any(a == "*" or a.endswith(":*") for a in actions)
         assert all(r != "*" for r in resources)
         if writes & set(actions):
             assert all(r.endswith("/tracks/*") for r in resources), st

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 
 
 class ConfigError(ValueError):
@@ -43,7 +44,9 @@ class DetectorConfig:
     device: str = "auto"
     half: bool = True  # fp16 on CUDA; ignored on CPU
     batch_size: int = 8  # frames per detector call
-    backend: str = "torch"  # "torch" or "openvino" (CPU export of the same weights)
+    # "auto": OpenVINO on CPU (an export of the same weights, cached; it runs bf16 on CPUs that
+    # have it, as CUDA runs fp16), torch on CUDA; "onnxruntime" is the bit-exact fp32 CPU option
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
@@ -54,7 +57,7 @@ class DetectorConfig:
         _check(self.device in DEVICES or self.device.startswith("cuda:"), "detector.device", self.device,
                f"must be one of {DEVICES} or cuda:N")
         _check(1 <= self.batch_size <= 256, "detector.batch_size", self.batch_size, "must be in [1, 256]")
-        _check(self.backend in ("torch", "openvino"), "detector.backend", self.backend, "must be 'torch' or 'openvino'")
+        _check(self.backend in BACKENDS, "detector.backend", self.backend, f"must be one of {BACKENDS}")
         for c in self.classes:
             _check(isinstance(c, (str, int)) and not isinstance(c, bool), "detector.classes", self.classes,
                    "must be class names or integer ids")
@@ -69,11 +72,13 @@ class EmbedderConfig:
 
     model: str = "mobilenetv2"
     crop_size: tuple[int, int] = (224, 224)
-    batch_size: int = 64  # crops per forward pass
+    batch_size: int = 16  # crops per forward pass (larger batches are slower on CPU caches)
     half: bool = True  # fp16 on CUDA; ignored on CPU
+    backend: str = "auto"  # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
 
     def __post_init__(self) -> None:
         _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
+        _check(self.backend in BACKENDS, "embedder.backend", self.backend, f"must be one of {BACKENDS}")
         _check(len(self.crop_size) == 2 and all(16 <= s <= 512 for s in self.crop_size),
                "embedder.crop_size", self.crop_size, "must be [height, width], each in [16, 512]")
         _check(1 <= self.batch_size <= 1024, "embedder.batch_size", self.batch_size, "must be in [1, 1024]")
@@ -135,7 +140,7 @@ class PipelineConfig:
         d = self.to_dict()
         for key in ("device", "batch_size", "half", "backend"):
             d["detector"].pop(key)
-        for key in ("batch_size", "half"):
+        for key in ("batch_size", "half", "backend"):
             d["embedder"].pop(key)
         d["output"].pop("row_group_frames")
         return d

@@ -67,6 +67,10 @@ def load_yolo(spec: str) -> Any:
                          f"{_fix_hint(spec)}") from e
 
 
+def _warmup_frames(n: int) -> list[np.ndarray]:
+    return [np.full((480, 640, 3), 114, np.uint8)] * n
+
+
 def _precision_arg(half: bool) -> dict[str, Any]:
     """fp16 on CUDA: ultralytics >= 8.4 spells it `quantize=16` (`half` is deprecated)."""
     from ultralytics.cfg import DEFAULT_CFG_DICT
@@ -88,9 +92,13 @@ class Detector:
         self.model_sha256 = file_sha256(self.model_path) if self.model_path.is_file() else ""
         self.names: dict[int, str] = {int(k): str(v) for k, v in model.names.items()}
         self.class_ids = self._resolve_classes(cfg.classes)
-        if cfg.backend == "openvino":
-            model = self._openvino(model)
+        self.backend = cfg.backend
+        if self.backend == "auto":
+            self.backend = "torch" if self.device.startswith("cuda") else "openvino"
+        if self.backend != "torch":
+            model = self._exported(model)
         self.model = model
+        self(_warmup_frames(cfg.batch_size))  # ultralytics builds its backend lazily: do it at load, not per video
 
     def _resolve_classes(self, classes: tuple[str | int, ...]) -> list[int] | None:
         if not classes:
@@ -109,25 +117,40 @@ class Detector:
                                  f"(e.g. {sorted(by_name)[:5]})")
         return sorted(set(ids))
 
-    def _openvino(self, model: Any) -> Any:
-        """Export the same weights to OpenVINO IR once (cached beside a copy keyed by the
-        model hash) and load that for CPU inference."""
+    def _exported(self, model: Any) -> Any:
+        """Export the same weights with ultralytics' exporter (fp32, dynamic batch) once per
+        model hash, format and imgsz, into a cache folder, and load that. Concurrent actors on
+        one machine race safely: each exports into its own folder and the first rename wins."""
+        import shutil
+        import tempfile
+
         from ultralytics import YOLO
 
         if self.device != "cpu":
-            raise ModelError("detector.backend='openvino' runs on CPU only; use backend='torch' on CUDA")
+            raise ModelError(f"detector.backend={self.backend!r} runs on CPU; use 'torch' on CUDA")
+        fmt = self.backend if self.backend == "openvino" else "onnx"
         cache = Path(os.environ.get("VIDTRACK_CACHE", Path.home() / ".cache" / "vidtrack"))
-        out = cache / f"{self.model_sha256[:16]}_imgsz{self.cfg.imgsz}_openvino_model"
-        if not (out / "metadata.yaml").exists():
-            exported = Path(model.export(format="openvino", imgsz=self.cfg.imgsz, dynamic=True, half=False))
+        out = cache / f"{(self.model_sha256 or 'unhashed')[:16]}-{fmt}-{self.cfg.imgsz}"
+        if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + f".{os.getpid()}.partial")
-            exported.rename(tmp)
+            work = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
             try:
-                tmp.rename(out)
-            except OSError:  # another process won the race; use theirs
-                log.debug("openvino export already cached at %s", out)
-        return YOLO(str(out), task="detect")
+                shutil.copyfile(self.model_path, work / "model.pt")  # the exporter writes beside its input
+                extra = {"simplify": False} if fmt == "onnx" else {}  # onnxslim is not a dependency
+                exported = YOLO(str(work / "model.pt"), task="detect").export(
+                    format=fmt, imgsz=self.cfg.imgsz, dynamic=True, half=False, verbose=False, **extra)
+                (work / "model.pt").unlink()
+                (work / "EXPORTED").write_text(str(Path(exported).name))
+                try:
+                    work.rename(out)
+                except OSError:  # another process finished first; use theirs
+                    log.debug("export of %s already cached at %s", self.model_path, out)
+            except Exception as e:
+                raise ModelError(f"could not export {self.cfg.model!r} to {fmt} "
+                                 f"({e.__class__.__name__}: {e}); use --set detector.backend=torch") from e
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return YOLO(str(out / (out / "EXPORTED").read_text()), task="detect")
 
     def __call__(self, frames: list[np.ndarray]) -> list[Detections]:
         if not frames:

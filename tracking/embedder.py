@@ -10,6 +10,8 @@ cv2 INTER_LINEAR, RGB, ImageNet mean/std), so features match its embedder.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from importlib import resources
 
 import cv2
@@ -43,6 +45,50 @@ class AppearanceEmbedder:
         dtype = torch.float16 if self.half else torch.float32
         self._mean = torch.tensor(_MEAN, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(_STD, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
+        backend = cfg.backend
+        if backend == "auto":
+            backend = "torch" if self.device.type == "cuda" else "openvino"
+        self.backend = backend
+        self._run: Callable[[np.ndarray], np.ndarray] | None = None
+        if backend == "onnxruntime":
+            self._run = self._onnxruntime()
+        elif backend == "openvino":
+            self._run = self._openvino()
+        ch, cw = cfg.crop_size
+        self.embed_crops([np.zeros((ch, cw, 3), np.uint8)] * min(cfg.batch_size, 8))  # warm-up at load time
+
+    def _onnx_bytes(self) -> bytes:
+        """The same network and weights as an in-memory ONNX model with a dynamic batch."""
+        import io
+
+        ch, cw = self.cfg.crop_size
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+            torch.onnx.export(self.net.float().cpu(), (torch.zeros(1, 3, ch, cw),), buf,  # type: ignore[arg-type]
+                              input_names=["crops"], output_names=["features"],
+                              dynamic_axes={"crops": {0: "n"}, "features": {0: "n"}}, dynamo=False)
+        return buf.getvalue()
+
+    def _onnxruntime(self) -> Callable[[np.ndarray], np.ndarray]:
+        """ONNX Runtime on CPU: several times faster than eager PyTorch on MobileNetV2's
+        depthwise convolutions, features equal to 1e-4."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(self._onnx_bytes(), opts, providers=["CPUExecutionProvider"])
+        return lambda x: np.asarray(session.run(None, {"crops": x})[0])
+
+    def _openvino(self) -> Callable[[np.ndarray], np.ndarray]:
+        """OpenVINO on CPU, at the plugin's default precision (bf16 where the CPU has it)."""
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(self._onnx_bytes()), "CPU",
+                                      {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+        return lambda x: np.asarray(compiled(x)[0])
 
     def crops(self, frame_bgr: np.ndarray, dets: Detections) -> list[np.ndarray]:
         """RGB crops resized to `crop_size`, one (h, w, 3) uint8 array per box."""
@@ -61,6 +107,13 @@ class AppearanceEmbedder:
             return np.zeros((0, EMBED_DIM), np.float32)
         feats = []
         bs = self.cfg.batch_size
+        if self._run is not None:
+            mean = np.asarray(_MEAN, np.float32) * 255.0
+            inv_std = 1.0 / (np.asarray(_STD, np.float32) * 255.0)
+            for i in range(0, len(crops), bs):
+                x = ((np.stack(crops[i:i + bs]).astype(np.float32) - mean) * inv_std).transpose(0, 3, 1, 2)
+                feats.append(self._run(np.ascontiguousarray(x)))
+            return np.concatenate(feats)
         for i in range(0, len(crops), bs):
             x = torch.from_numpy(np.stack(crops[i:i + bs])).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).to(torch.float16 if self.half else torch.float32)

@@ -177,6 +177,11 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
                   max_frames: int | None = None) -> VideoSummary:
     """Track every object in one video and write its outputs.
 
+    Three threads joined by bounded queues (memory stays flat): decode -> [this thread]
+    detect + embed a batch, then track, write rows -> annotate + encode. Tracking runs inline:
+    on a 2-core machine a separate tracking thread measured slower (it contends with
+    inference for the cores and the GIL); decode and encode spend their time in FFmpeg.
+
     `detect` replaces the detector (e.g. MOTChallenge public detections); the
     embedder and a fresh tracker are always used. On any error nothing is left
     under the output names (temporary files are removed) and the error propagates;
@@ -187,66 +192,55 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     timer = _Timer()
     detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
     names = models.detector.names
-    tracker = VideoTracker(cfg.tracker)
-    per_class: dict[int, set[int]] = defaultdict(set)
-    frames = 0
     batch_size = cfg.detector.batch_size
+    stop = threading.Event()
 
     with VideoReader(source) as reader:
         info = reader.info
-        stop = threading.Event()
         frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
-        decoder = _Worker("vidtrack-decode", _batches(reader, batch_size, timer, stop, frames_q))
-        video_path = outputs.video if cfg.output.annotated_video else None
-        sink: VideoSink | None = None
-        encoder: _Worker | None = None
         encode_q: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size)
+        video_path = outputs.video if cfg.output.annotated_video else None
         writer = TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id, class_names=names,
                                   frame_size=(info.width, info.height),
                                   row_group_frames=cfg.output.row_group_frames)
+        tracking = _TrackStage(cfg, writer, encode_q if video_path else None, timer, stop)
+        decoder = _Worker("vidtrack-decode", _batches(reader, batch_size, timer, stop, frames_q))
+        sink: VideoSink | None = None
+        encoder: _Worker | None = None
+        frames = 0
         decoder.start()
         try:
             for batch in _drain(frames_q, decoder):
+                if max_frames is not None:
+                    if frames >= max_frames:
+                        break
+                    batch = batch[: max_frames - frames]
                 if video_path is not None and sink is None:  # opened at the first batch: fps may come from it
                     fps = info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
                     sink = VideoSink(video_path, info.width, info.height, fps,
                                      cfg.output.video_crf, cfg.output.video_preset)
                     encoder = _Worker("vidtrack-encode", _encode(sink, encode_q, names, timer, stop))
                     encoder.start()
-                if max_frames is not None and frames >= max_frames:
-                    break
-                if max_frames is not None:
-                    batch = batch[: max_frames - frames]
                 t = time.perf_counter()
                 dets = [d.usable(info.width, info.height) for d in detect_fn(batch)]
                 t = timer.add("detect", t)
                 embeds = models.embedder([f.bgr for f in batch], dets)
-                t = timer.add("embed", t)
-                for frame, d, e in zip(batch, dets, embeds, strict=True):
-                    states = tracker.update(d, e)
-                    if cfg.output.confirmed_only:
-                        states = [s for s in states if s.confirmed]
-                    t = timer.add("track", t)
-                    writer.add_frame(frame.index, frame.timestamp_s, states)
-                    for s in states:
-                        per_class[s.class_id].add(s.track_id)
-                    t = timer.add("write", t)
-                    if encoder:
-                        encoder.check()
-                        _put(encode_q, (frame.bgr, states), stop)
-                    frames += 1
+                timer.add("embed", t)
+                if encoder:
+                    encoder.check()
+                tracking.process(batch, dets, embeds)
+                frames += len(batch)
             if encoder:
                 _put(encode_q, _DONE, stop)
-                encoder.join()
-                encoder.check()
+                _join(encoder)
             if frames == 0:
                 raise RuntimeError(f"{source}: no frames processed")
         except BaseException:
             stop.set()
+            if encoder:
+                encoder.join(timeout=10)
             writer.abort()
             if sink:
-                if encoder:
-                    encoder.join(timeout=10)
                 sink.abort()
             raise
         finally:
@@ -264,7 +258,7 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
         video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
         duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
         width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=writer.rows,
-        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(per_class.items())},
+        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(tracking.per_class.items())},
         stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
         wall_seconds=round(time.perf_counter() - wall0, 3),
         outputs={"tracks": os.fspath(outputs.tracks), "video": os.fspath(video_path) if sink and video_path else None},
@@ -274,6 +268,38 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, frames, writer.rows,
              summary.frames_per_second, summary.stage_seconds)
     return summary
+
+
+def _join(worker: _Worker) -> None:
+    worker.join()
+    worker.check()
+
+
+class _TrackStage:
+    """Takes (frames, detections, embeddings) batches in order: one fresh tracker per
+    video, rows to the Parquet writer, (frame, tracks) on to the encoder."""
+
+    def __init__(self, cfg: PipelineConfig, writer: TrackTableWriter, encode_q: queue.Queue[Any] | None,
+                 timer: _Timer, stop: threading.Event) -> None:
+        self.tracker = VideoTracker(cfg.tracker)
+        self.confirmed_only = cfg.output.confirmed_only
+        self.writer, self.encode_q, self.timer, self.stop = writer, encode_q, timer, stop
+        self.per_class: dict[int, set[int]] = defaultdict(set)
+
+    def process(self, batch: list[Frame], dets: list[Detections], embeds: list[Any]) -> None:
+        t = time.perf_counter()
+        for frame, d, e in zip(batch, dets, embeds, strict=True):
+            states = self.tracker.update(d, e)
+            if self.confirmed_only:
+                states = [s for s in states if s.confirmed]
+            t = self.timer.add("track", t)
+            self.writer.add_frame(frame.index, frame.timestamp_s, states)
+            for s in states:
+                self.per_class[s.class_id].add(s.track_id)
+            t = self.timer.add("write", t)
+            if self.encode_q is not None:
+                _put(self.encode_q, (frame.bgr, states), self.stop)
+                t = time.perf_counter()
 
 
 def _encode(sink: VideoSink, q: queue.Queue[Any], names: dict[int, str], timer: _Timer,
