@@ -16,13 +16,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
+
+from tracking.atomic import partial_path, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +97,12 @@ class LocalStorage:
 
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
+        tmp = partial_path(dest)
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        write_bytes_atomic(self._path(key), data)
 
 
 class S3Storage:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tracking.annotate import draw_tracks
+from tracking.atomic import write_bytes_atomic
 from tracking.config import PipelineConfig
 from tracking.detections import Detections
 from tracking.detector import Detector
@@ -320,8 +321,4 @@ def _encode(sink: VideoSink, q: queue.Queue[Any], names: dict[int, str], timer: 
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, p)
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())

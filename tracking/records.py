@@ -9,15 +9,13 @@ detection (True) or the tracker's prediction (False, `confidence` null).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
-from types import TracebackType
 from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracking.atomic import AtomicOutput
 from tracking.tracker import TrackState
 
 TRACK_SCHEMA = pa.schema([
@@ -39,16 +37,14 @@ TRACK_SCHEMA = pa.schema([
 ])
 
 
-class TrackTableWriter:
+class TrackTableWriter(AtomicOutput):
     """Stream `TrackState`s to one Parquet file, a row group per `row_group_frames`
     frames, never holding more than that in memory. Written under a temporary name
     and renamed on a clean close; removed if the `with` block raises."""
 
     def __init__(self, path: str | os.PathLike[str], *, video_id: str, params_id: str,
                  class_names: dict[int, str], frame_size: tuple[int, int], row_group_frames: int = 256) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        super().__init__(path)
         self._writer = pq.ParquetWriter(self._tmp, TRACK_SCHEMA, compression="zstd")
         self.video_id, self.params_id = video_id, params_id
         self.class_names = class_names
@@ -99,21 +95,9 @@ class TrackTableWriter:
         self.rows += n
         self._reset()
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         self.flush()
         self._writer.close()
-        os.replace(self._tmp, self.path)
 
-    def abort(self) -> None:
+    def _discard(self) -> None:
         self._writer.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> TrackTableWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

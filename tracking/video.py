@@ -13,17 +13,17 @@ import logging
 import math
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import av.error
 import cv2
 import numpy as np
+
+from tracking.atomic import AtomicOutput
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width + (width & 1), height + (height & 1)
 
 
-class VideoSink:
+class VideoSink(AtomicOutput):
     """Write BGR frames as H.264 (libx264, yuv420p) in MP4 with the moov atom at the
     front (faststart) so a browser plays it while downloading.
 
@@ -242,9 +242,7 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float,
                  crf: int = 23, preset: str = "veryfast") -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        super().__init__(path)
         self.width, self.height = width, height
         self.out_w, self.out_h = even_size(width, height)
         rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(int(FALLBACK_FPS))
@@ -269,29 +267,17 @@ class VideoSink:
             self._container.mux(packet)
         self.frames += 1
 
-    def close(self) -> None:
-        """Flush the encoder and publish the file under its final name."""
+    def _finish(self) -> None:
+        """Flush the encoder and close the container."""
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        os.replace(self._tmp, self.path)
 
-    def abort(self) -> None:
+    def _discard(self) -> None:
         try:
             self._container.close()
         except av.error.FFmpegError as e:  # closing a half-written file can fail; the file is removed anyway
             log.debug("closing aborted sink %s: %s", self._tmp, e)
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def probe(path: str | os.PathLike[str]) -> dict[str, object]:
