@@ -287,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="vidtrack-bench-") as tmp_s:
         tmp = Path(tmp_s)
         video = _as_video(args.sequence, tmp)
-        plain = [*args.overrides, "embedder.backend='torch'", "detector.batch_size=1"]
+        plain = [*args.overrides, "embedder.backend='torch'", "detector.backend='torch'", "detector.batch_size=1"]
         runs = [("naive", lambda: _run_naive(video, args.model, tmp / "naive", imgsz)),
                 ("naive-detect", lambda: _run_child("naive-detect", video, args.model, tmp / "nd", args.overrides)),
                 ("detect", lambda: _run_child("detect", video, args.model, tmp / "detect", args.overrides)),
