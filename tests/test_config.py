@@ -73,6 +73,8 @@ def test_params_id_identity() -> None:
     # results-changing parameters and the model bytes change it...
     assert load_config(None, ["tracker.max_age=31"]).params_id("a" * 64) != base.params_id("a" * 64)
     assert base.params_id("b" * 64) != base.params_id("a" * 64)
-    # ...execution knobs do not
+    # ...execution knobs and where the model lives do not (its bytes identify it)
+    assert load_config(None, ["detector.model=s3://b/m.pt"]).params_id("a" * 64) == \
+        load_config(None, ["detector.model=/local/m.pt"]).params_id("a" * 64)
     assert load_config(None, ["detector.batch_size=2", "detector.device='cpu'",
                               "embedder.batch_size=8"]).params_id("a" * 64) == base.params_id("a" * 64)

@@ -308,3 +308,28 @@ def test_overlapping_prefixes_refused(s3: str) -> None:
         run_job(_spec(s3, "s3://archive/raw/out/"))
     with pytest.raises(ValueError, match="overlaps"):
         run_job(_spec(s3, "s3://archive/", input="s3://archive/raw/"))
+
+
+def test_model_from_s3_is_fetched_and_identified_by_its_bytes(s3: str, archive: dict[str, Path],
+                                                             first_run: RunResult) -> None:
+    from tests.conftest import MODEL
+
+    c = _client(s3)
+    c.create_bucket(Bucket="models")
+    c.upload_file(str(MODEL), "models", "detectors/yolov8n.pt")
+    c.create_bucket(Bucket="one")
+    c.upload_file(str(archive["_extra"]), "one", "raw/a.mp4")
+    spec = _spec(s3, "s3://results/s3model/", input="s3://one/raw/")
+    spec.config = load_config(None, [*JOB_OVERRIDES, "detector.model=s3://models/detectors/yolov8n.pt"])
+    r = run_job(spec)
+    assert (r.ok, r.failed) == (1, 0)
+    assert r.params_id == first_run.params_id  # same bytes as the local file: the same dataset identity
+    cfg = json.loads(c.get_object(Bucket="results", Key=f"s3model/{r.params_id}/config.json")["Body"].read())
+    assert cfg["model"] == {"uri": "s3://models/detectors/yolov8n.pt",
+                            "sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest()}
+    missing = _spec(s3, "s3://results/s3model/", input="s3://one/raw/")
+    missing.config = load_config(None, [*JOB_OVERRIDES, "detector.model=s3://models/nope.pt"])
+    from tracking.detector import ModelError
+
+    with pytest.raises(ModelError, match="s3://models/nope.pt"):
+        run_job(missing)

@@ -136,9 +136,10 @@ class PipelineConfig:
 
     def canonical(self) -> dict[str, dict[str, Any]]:
         """Parameters that change results. Excludes pure execution knobs (device,
-        batch sizes, backend) that must not change the dataset identity."""
+        batch sizes, backend) that must not change the dataset identity, and the model's
+        name or location: the model is identified by its bytes (`params_id`'s SHA-256)."""
         d = self.to_dict()
-        for key in ("device", "batch_size", "half", "backend"):
+        for key in ("model", "device", "batch_size", "half", "backend"):
             d["detector"].pop(key)
         for key in ("batch_size", "half", "backend"):
             d["embedder"].pop(key)
