@@ -331,5 +331,5 @@ def test_model_from_s3_is_fetched_and_identified_by_its_bytes(s3: str, archive: 
     missing.config = load_config(None, [*JOB_OVERRIDES, "detector.model=s3://models/nope.pt"])
     from tracking.detector import ModelError
 
-    with pytest.raises(ModelError, match="s3://models/nope.pt"):
+    with pytest.raises(ModelError, match=r"s3://models/nope\.pt"):
         run_job(missing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +138,10 @@ class Detector:
             try:
                 shutil.copyfile(self.model_path, work / "model.pt")  # the exporter writes beside its input
                 extra = {"simplify": False} if fmt == "onnx" else {}  # onnxslim is not a dependency
-                exported = YOLO(str(work / "model.pt"), task="detect").export(
-                    format=fmt, imgsz=self.cfg.imgsz, dynamic=True, half=False, verbose=False, **extra)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace deprecation, from the exporter
+                    exported = YOLO(str(work / "model.pt"), task="detect").export(
+                        format=fmt, imgsz=self.cfg.imgsz, dynamic=True, half=False, verbose=False, **extra)
                 (work / "model.pt").unlink()
                 (work / "EXPORTED").write_text(str(Path(exported).name))
                 try:
