@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,36 @@ def test_unusual_inputs_process_correctly(case: str, fast_cfg, fast_models, tmp_
     assert s.frames == 6 and (s.width, s.height) == size
     info = probe(out.video)  # type: ignore[arg-type]
     assert info["frames"] == 6 and info["fps"] > 0 and info["codec"] == "h264"
+
+
+def test_decode_error_mid_stream_fails_the_video(tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error raised by the decoder after some frames fails the whole video: no output
+    that looks complete, never a silently shorter one."""
+    from tracking import video as video_mod
+
+    real = video_mod.VideoReader._iter_container
+
+    def failing(self):  # type: ignore[no-untyped-def]
+        for i, frame in enumerate(real(self)):
+            if i == 20:
+                raise VideoError(self.path, "decode failed after 20 frames (injected)")
+            yield frame
+
+    monkeypatch.setattr(video_mod.VideoReader, "_iter_container", failing)
+    # widen the window between the decode thread queueing its end marker and recording its
+    # error, so the consumer must wait for the thread rather than trust the marker
+    from tracking import pipeline as pipeline_mod
+
+    def slow_to_record(self):  # type: ignore[no-untyped-def]
+        try:
+            self._target_fn()
+        except BaseException as e:
+            time.sleep(2.0)
+            self.error = e
+
+    monkeypatch.setattr(pipeline_mod._Worker, "run", slow_to_record)
+    out_dir = tmp_path / "out"
+    with pytest.raises(VideoError, match="after 20 frames"):
+        process_video(tud_video, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []

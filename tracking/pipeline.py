@@ -160,17 +160,19 @@ def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> None:
 
 
 def _drain(q: queue.Queue[Any], worker: _Worker) -> Iterator[Any]:
+    """Items from `worker` until it is done; its exception, if any, is raised here. The
+    producer queues _DONE in a `finally` before its thread records the error, so join it
+    first: otherwise a decode failure could look like the end of a shorter video."""
     while True:
         try:
             item = q.get(timeout=0.1)
         except queue.Empty:
-            worker.check()
             if not worker.is_alive() and q.empty():
-                worker.check()
+                _join(worker)
                 return
             continue
         if item is _DONE:
-            worker.check()
+            _join(worker)
             return
         yield item
 
