@@ -122,16 +122,17 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         progress=not args.no_progress, retry_failed=args.retry_failed)
 
 
-def resolve_model(spec: JobSpec, tmp: Path) -> tuple[str, str]:
-    """(local path or name, SHA-256) of the detector model, as the driver sees it."""
+def model_sha256(spec: JobSpec, tmp: Path) -> str:
+    """SHA-256 of the detector model's bytes, as the driver sees them (an s3:// model is
+    downloaded into `tmp`; a model name is resolved by ultralytics)."""
     local = fetch_model(spec.config.detector.model, spec.endpoint_url, tmp)
     if Path(local).is_file():
-        return local, file_sha256(local)
+        return file_sha256(local)
     from tracking.detector import load_yolo
 
-    model = load_yolo(local)  # a model name: ultralytics resolves (or downloads) it
+    model = load_yolo(local)
     path = Path(str(getattr(model, "ckpt_path", "") or local))
-    return str(path), file_sha256(path) if path.is_file() else ""
+    return file_sha256(path) if path.is_file() else ""
 
 
 def config_document(spec: JobSpec, params_id: str, model_sha256: str) -> dict[str, Any]:
@@ -163,7 +164,7 @@ def run_job(spec: JobSpec) -> RunResult:
                          "input, and the input is never read from the output")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
-        _, model_sha = resolve_model(spec, Path(tmp))
+        model_sha = model_sha256(spec, Path(tmp))
     params_id = spec.config.params_id(model_sha)
     layout = DatasetLayout(dest, params_id)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -239,7 +240,7 @@ def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Stor
                         log.debug("actor ready on node %s", nodes[actor])
                         idle.append(actor)
                     except (RayActorError, WorkerCrashedError) as e:
-                        _fail_actor_start(e, queue, result)
+                        _fail_actor_start(e)
                     continue
                 actor, task, attempt = in_flight.pop(ref)
                 try:
@@ -276,9 +277,10 @@ def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Stor
             ray.kill(a, no_restart=True)
 
 
-def _fail_actor_start(e: Exception, queue: list[tuple[VideoTask, int]], result: RunResult) -> None:
-    """An actor whose __init__ failed (e.g. the model cannot be loaded) cannot process
-    anything; if none can start, the remaining videos fail with that error."""
+def _fail_actor_start(e: Exception) -> None:
+    """An actor whose __init__ failed. A model that cannot be loaded fails the whole run
+    (every actor would fail the same way); anything else is logged, the other actors go on,
+    and the run stops with an error if none can start."""
     cause = getattr(e, "cause", None) or e
     if isinstance(cause, ModelError) or "ModelError" in str(e):
         raise ModelError(_first_line(e)) from e

@@ -9,7 +9,6 @@ lost node) surfaces as a Ray error, which the driver retries elsewhere.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -126,7 +125,7 @@ class VideoWorker:
                 result.stage_seconds = json.dumps(summary.stage_seconds, sort_keys=True)
                 done = {"video_id": task.video_id, "source_key": task.key, "params_id": self.params_id,
                         "frames": summary.frames, "rows": summary.rows, "attempt": attempt,
-                        "tracks_sha256": _sha256(outputs.tracks), "finished_at": now_iso(),
+                        "tracks_sha256": file_sha256(outputs.tracks), "finished_at": now_iso(),
                         "fps": summary.fps, "width": summary.width, "height": summary.height,
                         "tracks_per_class": summary.tracks_per_class}
                 # the marker goes last: its presence alone means the video is complete
@@ -154,8 +153,4 @@ class VideoWorker:
                                           (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
         except Exception as e:  # storage trouble: logged; the manifest row still records the failure
             log.error("could not write failure marker for %s: %s", task.key, e)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 

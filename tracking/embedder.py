@@ -45,6 +45,8 @@ class AppearanceEmbedder:
         dtype = torch.float16 if self.half else torch.float32
         self._mean = torch.tensor(_MEAN, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(_STD, device=self.device, dtype=dtype).view(1, 3, 1, 1) * 255.0
+        self._mean_np = np.asarray(_MEAN, np.float32) * 255.0  # for the ONNX Runtime / OpenVINO paths
+        self._inv_std_np = 1.0 / (np.asarray(_STD, np.float32) * 255.0)
         backend = cfg.backend
         if backend == "auto":
             backend = "torch" if self.device.type == "cuda" else "openvino"
@@ -108,11 +110,10 @@ class AppearanceEmbedder:
         feats = []
         bs = self.cfg.batch_size
         if self._run is not None:
-            mean = np.asarray(_MEAN, np.float32) * 255.0
-            inv_std = 1.0 / (np.asarray(_STD, np.float32) * 255.0)
             for i in range(0, len(crops), bs):
-                x = ((np.stack(crops[i:i + bs]).astype(np.float32) - mean) * inv_std).transpose(0, 3, 1, 2)
-                feats.append(self._run(np.ascontiguousarray(x)))
+                arr = np.stack(crops[i:i + bs]).astype(np.float32)
+                arr = ((arr - self._mean_np) * self._inv_std_np).transpose(0, 3, 1, 2)
+                feats.append(self._run(np.ascontiguousarray(arr)))
             return np.concatenate(feats)
         for i in range(0, len(crops), bs):
             x = torch.from_numpy(np.stack(crops[i:i + bs])).to(self.device, non_blocking=True)

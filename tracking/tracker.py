@@ -49,7 +49,7 @@ class VideoTracker:
         if len(dets) != len(embeds):
             raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
         ltwh = np.column_stack([dets.xyxy[:, :2], dets.xyxy[:, 2:] - dets.xyxy[:, :2]]).tolist()
-        raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id, strict=False)]
+        raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id, strict=True)]
         tracks = self._ds.update_tracks(raw, embeds=list(embeds))
         states = []
         for t in tracks:
