@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from tracking.tracker import TrackState
+from tracking.tracks import TrackState
 
 # 20 well-separated BGR colours; a track keeps its colour for the whole video.
 _PALETTE = np.array([

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -46,12 +48,8 @@ class Detections:
     def clipped_crop_boxes(self, width: int, height: int) -> np.ndarray:
         """(n, 4) int crop rectangles (x1, y1, x2, y2), integer-truncated the way
         deep-sort-realtime crops (ltwh cast to int), clipped to the frame."""
-        ltwh = np.column_stack([self.xyxy[:, :2], self.xyxy[:, 2:] - self.xyxy[:, :2]]).astype(np.int64)
-        x1 = np.clip(ltwh[:, 0], 0, width)
-        y1 = np.clip(ltwh[:, 1], 0, height)
-        x2 = np.clip(ltwh[:, 0] + ltwh[:, 2], 0, width)
-        y2 = np.clip(ltwh[:, 1] + ltwh[:, 3], 0, height)
-        return np.column_stack([x1, y1, x2, y2])
+        corners = ltwh_to_xyxy(xyxy_to_ltwh(self.xyxy).astype(np.int64))
+        return np.clip(corners, 0, [width, height, width, height])
 
     def usable(self, width: int, height: int) -> Detections:
         """Drop boxes whose integer crop is empty: DeepSORT cannot embed or gate them."""

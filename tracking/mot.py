@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
 from tracking.detections import Detections
 from tracking.video import IMAGE_SUFFIXES, Frame
 
@@ -64,7 +65,7 @@ class MotSequence:
         out: dict[int, Detections] = {}
         for f in np.unique(rows[:, 0]).astype(int):
             r = rows[rows[:, 0] == f]
-            xyxy = np.column_stack([r[:, 2:4], r[:, 2:4] + r[:, 4:6]])
+            xyxy = ltwh_to_xyxy(r[:, 2:6])
             out[f - 1] = Detections.from_arrays(xyxy, r[:, 6], np.zeros(len(r)))
         return out
 
@@ -86,8 +87,8 @@ def tracks_to_mot(tracks_parquet: str | os.PathLike[str], out_txt: str | os.Path
     if class_id is not None:
         t = t.filter(pc.field("class_id") == class_id)
     cols = {k: t.column(k).to_numpy() for k in ("frame_index", "track_id", "x1", "y1", "x2", "y2")}
-    rows = np.column_stack([cols["frame_index"] + 1, cols["track_id"], cols["x1"], cols["y1"],
-                            cols["x2"] - cols["x1"], cols["y2"] - cols["y1"]])
+    ltwh = xyxy_to_ltwh(np.column_stack([cols["x1"], cols["y1"], cols["x2"], cols["y2"]]))
+    rows = np.column_stack([cols["frame_index"] + 1, cols["track_id"], ltwh])
     with open(out_txt, "w") as f:
         for r in rows:
             f.write(f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.2f},1,-1,-1,-1\n")

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracking.atomic import AtomicOutput
-from tracking.tracker import TrackState
+from tracking.tracks import TrackState
 
 TRACK_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),

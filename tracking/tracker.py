@@ -2,35 +2,19 @@
 
 The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
 ``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
-`TrackState`s. Track IDs come from the tracker instance (its own `_next_id`), so
+`TrackState`s (tracking/tracks.py). Track IDs come from the tracker instance (its own `_next_id`), so
 they start at 1 in every video and nothing leaks between videos.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
+from tracking.boxes import xyxy_to_ltwh
 from tracking.config import TrackerConfig
 from tracking.detections import Detections
-
-
-@dataclass(frozen=True)
-class TrackState:
-    """One track in one frame.
-
-    xyxy: pixel box; the matched detection's box when `matched`, else the Kalman
-    filter's prediction. confidence: the matched detection's score, NaN if predicted.
-    """
-
-    track_id: int
-    class_id: int
-    confidence: float
-    xyxy: tuple[float, float, float, float]
-    matched: bool
-    confirmed: bool
+from tracking.tracks import TrackState
 
 
 class VideoTracker:
@@ -48,7 +32,7 @@ class VideoTracker:
         """Advance one frame (also when `dets` is empty). `embeds`: (n, d) aligned with `dets`."""
         if len(dets) != len(embeds):
             raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
-        ltwh = np.column_stack([dets.xyxy[:, :2], dets.xyxy[:, 2:] - dets.xyxy[:, :2]]).tolist()
+        ltwh = xyxy_to_ltwh(dets.xyxy).tolist()
         raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id, strict=True)]
         tracks = self._ds.update_tracks(raw, embeds=list(embeds))
         states = []
