@@ -39,8 +39,12 @@ class AtomicOutput:
         raise NotImplementedError
 
     def close(self) -> None:
-        self._finish()
-        os.replace(self._tmp, self.path)
+        try:
+            self._finish()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)  # a close that fails publishes nothing and leaves nothing
+            raise
 
     def abort(self) -> None:
         try:

@@ -12,6 +12,7 @@ with inference and memory stays flat however long the video is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,21 +23,24 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeVar
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tracking.annotate import draw_tracks
-from tracking.atomic import write_bytes_atomic
+from tracking.atomic import AtomicOutput, write_bytes_atomic
 from tracking.config import PipelineConfig
 from tracking.detections import Detections
 from tracking.detector import Detector
 from tracking.embedder import AppearanceEmbedder
 from tracking.records import TrackTableWriter
 from tracking.tracker import VideoTracker
-from tracking.video import Frame, VideoReader, VideoSink, fps_from_timestamps
+from tracking.tracks import TrackState
+from tracking.video import Frame, VideoInfo, VideoReader, VideoSink, fps_from_timestamps
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 DetectFn = Callable[[list[Frame]], list[Detections]]
 
@@ -205,80 +209,38 @@ def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: P
                    max_frames: int | None) -> VideoSummary:
     wall0 = time.perf_counter()
     video_id = video_id or Path(source).stem
-    timer = _Timer()
-    detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
+    timer, stop = _Timer(), threading.Event()
     names = models.detector.names
-    batch_size = cfg.detector.batch_size
-    stop = threading.Event()
-
-    with VideoReader(source) as reader:
+    detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(source))
         info = reader.info
-        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
-        encode_q: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size)
+        outs = _OutputSet(stack, timer)
+        writer = outs.open(TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id,
+                                            class_names=names, frame_size=(info.width, info.height),
+                                            row_group_frames=cfg.output.row_group_frames), "write")
         video_path = outputs.video if cfg.output.annotated_video else None
-        writer = TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id, class_names=names,
-                                  frame_size=(info.width, info.height),
-                                  row_group_frames=cfg.output.row_group_frames)
-        tracking = _TrackStage(cfg, writer, encode_q if video_path else None, timer, stop)
-        decoder = _Worker("vidtrack-decode", _batches(reader, batch_size, timer, stop, frames_q))
-        sink: VideoSink | None = None
-        encoder: _Worker | None = None
+        encoding = _EncodeStage(video_path, info, cfg, names, stack, outs, timer, stop) if video_path else None
+        tracking = _TrackStage(cfg, writer, encoding, timer, stop)
+        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        decoder = stack.enter_context(_running(
+            _Worker("vidtrack-decode", _batches(reader, cfg.detector.batch_size, timer, stop, frames_q)), stop))
         frames = 0
-        decoder.start()
-        try:
-            for batch in _drain(frames_q, decoder):
-                if max_frames is not None:
-                    if frames >= max_frames:
-                        break
-                    batch = batch[: max_frames - frames]
-                if video_path is not None and sink is None:  # opened at the first batch: fps may come from it
-                    fps = info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
-                    sink = VideoSink(video_path, info.width, info.height, fps,
-                                     cfg.output.video_crf, cfg.output.video_preset)
-                    encoder = _Worker("vidtrack-encode", _encode(sink, encode_q, names, timer, stop))
-                    encoder.start()
-                t = time.perf_counter()
-                dets = [d.usable(info.width, info.height) for d in detect_fn(batch)]
-                t = timer.add("detect", t)
-                embeds = models.embedder([f.bgr for f in batch], dets)
-                timer.add("embed", t)
-                if encoder:
-                    encoder.check()
-                tracking.process(batch, dets, embeds)
-                frames += len(batch)
-            if encoder:
-                _put(encode_q, _DONE, stop)
-                _join(encoder)
-            if frames == 0:
-                raise RuntimeError(f"{source}: no frames processed")
-        except BaseException:
-            stop.set()
-            if encoder:
-                encoder.join(timeout=10)
-            writer.abort()
-            if sink:
-                sink.abort()
-            raise
-        finally:
-            stop.set()
-            decoder.join(timeout=10)
-        if sink:
-            t = time.perf_counter()
-            sink.close()
-            timer.add("encode", t)
-        t = time.perf_counter()
-        writer.close()
-        timer.add("write", t)
-
-    summary = VideoSummary(
-        video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
-        duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
-        width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=writer.rows,
-        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(tracking.per_class.items())},
-        stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
-        wall_seconds=round(time.perf_counter() - wall0, 3),
-        outputs={"tracks": os.fspath(outputs.tracks), "video": os.fspath(video_path) if sink and video_path else None},
-    )
+        for batch in _first_frames(_drain(frames_q, decoder), max_frames):
+            if encoding:
+                encoding.open(batch)  # at the first batch: fps may come from its timestamps
+            dets, embeds = _infer(batch, detect_fn, models.embedder, info, timer)
+            if encoding:
+                encoding.check()
+            tracking.process(batch, dets, embeds)
+            frames += len(batch)
+        if encoding:
+            encoding.finish()
+        if frames == 0:
+            raise RuntimeError(f"{source}: no frames processed")
+    annotated = os.fspath(video_path) if encoding and encoding.opened and video_path else None
+    summary = _summary(video_id, source, params_id, info, frames, writer.rows, tracking, names, timer, wall0,
+                       {"tracks": os.fspath(outputs.tracks), "video": annotated})
     if outputs.summary is not None:
         write_json_atomic(outputs.summary, summary.to_dict())
     log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, frames, writer.rows,
@@ -286,20 +248,106 @@ def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: P
     return summary
 
 
+def _first_frames(batches: Iterator[list[Frame]], max_frames: int | None) -> Iterator[list[Frame]]:
+    """The batches, cut after `max_frames` frames in all (None: every batch)."""
+    frames = 0
+    for batch in batches:
+        if max_frames is not None:
+            if frames >= max_frames:
+                return
+            batch = batch[: max_frames - frames]
+        frames += len(batch)
+        yield batch
+
+
+def _infer(batch: list[Frame], detect_fn: DetectFn, embedder: AppearanceEmbedder, info: VideoInfo,
+           timer: _Timer) -> tuple[list[Detections], list[Any]]:
+    """Detect every frame of the batch (boxes DeepSORT cannot crop dropped), then embed
+    every crop of the batch in one pass."""
+    t = time.perf_counter()
+    dets = [d.usable(info.width, info.height) for d in detect_fn(batch)]
+    t = timer.add("detect", t)
+    embeds = embedder([f.bgr for f in batch], dets)
+    timer.add("embed", t)
+    return dets, embeds
+
+
+def _summary(video_id: str, source: str | os.PathLike[str], params_id: str, info: VideoInfo, frames: int,
+             rows: int, tracking: _TrackStage, names: dict[int, str], timer: _Timer, wall0: float,
+             outputs: dict[str, str | None]) -> VideoSummary:
+    return VideoSummary(
+        video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
+        duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
+        width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=rows,
+        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(tracking.per_class.items())},
+        stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
+        wall_seconds=round(time.perf_counter() - wall0, 3), outputs=outputs)
+
+
 def _join(worker: _Worker) -> None:
     worker.join()
     worker.check()
 
 
+@contextlib.contextmanager
+def _running(worker: _Worker, stop: threading.Event) -> Iterator[_Worker]:
+    """Start the thread; on leaving, stop it and wait for it (a bounded wait, it is a
+    daemon). Its own error, if another one is already propagating, is logged."""
+    worker.start()
+    try:
+        yield worker
+    except BaseException as e:
+        stop.set()
+        worker.join(timeout=10)
+        if worker.error is not None and worker.error is not e:
+            log.warning("%s failed as well: %r", worker.name, worker.error)
+        raise
+    stop.set()
+    worker.join(timeout=10)
+
+
+_Out = TypeVar("_Out", bound=AtomicOutput)
+
+
+class _OutputSet:
+    """A video's output files, all or none. Each is an `AtomicOutput` entered on the
+    caller's ExitStack: written under a temporary name, published by a rename on a clean
+    close, removed if anything fails before or while it closes. Outputs close in reverse
+    order of opening; one already published is removed again if a later one fails."""
+
+    def __init__(self, stack: contextlib.ExitStack, timer: _Timer) -> None:
+        self._stack, self._timer = stack, timer
+        self._published: list[Path] = []
+        stack.push(self._withdraw)  # first in, so it runs after every output has closed
+
+    def open(self, out: _Out, stage: str) -> _Out:
+        """Enter `out` on the stack; the time its close takes counts towards `stage`."""
+        return self._stack.enter_context(self._closing(out, stage))
+
+    @contextlib.contextmanager
+    def _closing(self, out: _Out, stage: str) -> Iterator[_Out]:
+        with out:
+            yield out
+            t = time.perf_counter()
+        self._timer.add(stage, t)
+        self._published.append(out.path)
+
+    def _withdraw(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                  tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            for path in self._published:
+                path.unlink(missing_ok=True)
+
+
 class _TrackStage:
     """Takes (frames, detections, embeddings) batches in order: one fresh tracker per
-    video, rows to the Parquet writer, (frame, tracks) on to the encoder."""
+    video, rows to the Parquet writer, (frame, tracks) on to the encode stage."""
 
-    def __init__(self, cfg: PipelineConfig, writer: TrackTableWriter, encode_q: queue.Queue[Any] | None,
+    def __init__(self, cfg: PipelineConfig, writer: TrackTableWriter, encoding: _EncodeStage | None,
                  timer: _Timer, stop: threading.Event) -> None:
         self.tracker = VideoTracker(cfg.tracker)
         self.confirmed_only = cfg.output.confirmed_only
-        self.writer, self.encode_q, self.timer, self.stop = writer, encode_q, timer, stop
+        self.writer, self.encoding, self.timer, self.stop = writer, encoding, timer, stop
         self.per_class: dict[int, set[int]] = defaultdict(set)
 
     def process(self, batch: list[Frame], dets: list[Detections], embeds: list[Any]) -> None:
@@ -313,26 +361,62 @@ class _TrackStage:
             for s in states:
                 self.per_class[s.class_id].add(s.track_id)
             t = self.timer.add("write", t)
-            if self.encode_q is not None:
-                _put(self.encode_q, (frame.bgr, states), self.stop)
+            if self.encoding is not None:
+                self.encoding.put(frame.bgr, states)
                 t = time.perf_counter()
 
 
-def _encode(sink: VideoSink, q: queue.Queue[Any], names: dict[int, str], timer: _Timer,
-            stop: threading.Event) -> Callable[[], None]:
-    def consume() -> None:
-        while not stop.is_set():
+class _EncodeStage:
+    """Draws each frame's tracks and encodes it to H.264 on its own thread, behind a
+    bounded queue. The sink opens at the first batch: a source whose container declares
+    no frame rate gets one from that batch's timestamps."""
+
+    def __init__(self, path: Path, info: VideoInfo, cfg: PipelineConfig, names: dict[int, str],
+                 stack: contextlib.ExitStack, outs: _OutputSet, timer: _Timer, stop: threading.Event) -> None:
+        self.path, self.info, self.out_cfg, self.names = path, info, cfg.output, names
+        self.stack, self.outs, self.timer, self.stop = stack, outs, timer, stop
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=2 * cfg.detector.batch_size)
+        self._thread: _Worker | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._thread is not None
+
+    def open(self, batch: list[Frame]) -> None:
+        if self._thread is not None:
+            return
+        fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
+        sink = self.outs.open(VideoSink(self.path, self.info.width, self.info.height, fps,
+                                        self.out_cfg.video_crf, self.out_cfg.video_preset), "encode")
+        self._thread = self.stack.enter_context(
+            _running(_Worker("vidtrack-encode", lambda: self._consume(sink)), self.stop))
+
+    def put(self, frame_bgr: np.ndarray, states: list[TrackState]) -> None:
+        _put(self.q, (frame_bgr, states), self.stop)
+
+    def check(self) -> None:
+        """Re-raise the encode thread's error, if it had one."""
+        if self._thread is not None:
+            self._thread.check()
+
+    def finish(self) -> None:
+        """Wait until every queued frame is encoded (the sink closes with the ExitStack)."""
+        if self._thread is not None:
+            _put(self.q, _DONE, self.stop)
+            _join(self._thread)
+
+    def _consume(self, sink: VideoSink) -> None:
+        while not self.stop.is_set():
             try:
-                item = q.get(timeout=0.1)
+                item = self.q.get(timeout=0.1)
             except queue.Empty:
                 continue
             if item is _DONE:
                 return
             t = time.perf_counter()
             frame_bgr, states = item
-            sink.write(draw_tracks(frame_bgr, states, names))
-            timer.add("encode", t)
-    return consume
+            sink.write(draw_tracks(frame_bgr, states, self.names))
+            self.timer.add("encode", t)
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
