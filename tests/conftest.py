@@ -1,12 +1,26 @@
-"""Shared fixtures: real data from ../shared, real models, videos made at test time."""
+"""Shared fixtures: real data from ../shared, real models, videos made at test time, a
+local Ray, a multi-node Ray cluster on this machine, a standalone S3 server (moto).
+
+Markers are applied here from the fixtures a test uses (see `pytest_collection_modifyitems`):
+`ray` (a Ray fixture), `s3` (the moto server), `slow` (Ray jobs, which run the real detector
+over many clips, or an explicit mark). `pytest -m "not slow"` is the fast inner loop.
+Tests whose data is missing from ../shared skip, naming what is missing; set
+VIDTRACK_REQUIRE_SHARED=1 to make that an error instead (CI).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -24,10 +38,30 @@ MODEL = SHARED / "models" / "yolov8n.pt"
 TUD = SHARED / "data" / "mot" / "TUD-Campus"
 VIDEOS = SHARED / "data" / "videos"
 
+# fixture -> markers given to every test that uses it (directly or through other fixtures)
+MARKERS_BY_FIXTURE = {
+    "ray_local": ("ray", "slow"),
+    "cluster": ("ray", "slow"),
+    "s3": ("s3",),
+}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not MODEL.exists():
-        raise pytest.UsageError(f"test data not found: {MODEL} (set VIDTRACK_SHARED to the shared/ folder)")
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for marker in MARKERS_BY_FIXTURE.get(fixture, ()):
+                item.add_marker(marker)
+
+
+def need_shared(*paths: Path) -> None:
+    """Skip the calling test (or fixture) when shared test data is missing, naming it."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if not missing:
+        return
+    reason = f"shared test data not found: {', '.join(missing)} (set VIDTRACK_SHARED to the shared/ folder)"
+    if os.environ.get("VIDTRACK_REQUIRE_SHARED"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def write_video(path: Path, frames: Iterator[np.ndarray] | list[np.ndarray], fps: float = 25.0,
@@ -79,11 +113,13 @@ def cut_video(src: Path, dst: Path, n: int, start: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tud_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TUD-Campus (71 frames, 640x480, 25 fps) encoded as H.264 at test time."""
+    need_shared(TUD)
     return write_video(tmp_path_factory.mktemp("tud") / "TUD-Campus.mp4", read_images(TUD / "img1"), fps=25)
 
 
 @pytest.fixture(scope="session")
 def short_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    need_shared(VIDEOS)
     d = tmp_path_factory.mktemp("clips")
     return {p.stem: cut_video(p, d / p.name, 20) for p in sorted(VIDEOS.glob("*.mp4"))}
 
@@ -92,6 +128,7 @@ def short_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def fast_cfg():  # type: ignore[no-untyped-def]
     from jobs.config import load_config
 
+    need_shared(MODEL)
     return load_config(None, [f"detector.model={MODEL}", "detector.imgsz=320"])
 
 
@@ -104,6 +141,7 @@ def fast_models(fast_cfg):  # type: ignore[no-untyped-def]
 
 def make_archive_clips(folder: Path, count: int, frames: int) -> list[Path]:
     """`count` short real clips: TUD-Campus windows and windows of the shared street videos."""
+    need_shared(TUD, VIDEOS, MODEL)
     folder.mkdir(parents=True, exist_ok=True)
     tud = read_images(TUD / "img1")
     clips = []
@@ -119,3 +157,91 @@ def make_archive_clips(folder: Path, count: int, frames: int) -> list[Path]:
 
 
 JOB_OVERRIDES = [f"detector.model={MODEL}", "detector.imgsz=320", "detector.classes=['person', 'car']"]
+
+
+@pytest.fixture
+def shared_videos() -> Path:
+    """The shared street videos folder (skips when it is missing)."""
+    need_shared(VIDEOS)
+    return VIDEOS
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local Ray (2 CPUs) for the module, shut down after it. Ray's workers inherit the
+    environment at start: a module that needs more in it (S3 credentials) overrides this
+    fixture, requesting those fixtures first and then this one."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[Any, list[Any]]]:
+    """A multi-node Ray on this machine (ray.cluster_utils.Cluster): a head with no CPUs
+    and two 1-CPU worker nodes, so every actor lives on a worker node. Yields the cluster
+    and its worker nodes (for `remove_node`); Ray is connected to it."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        workers = [c.add_node(num_cpus=1) for _ in range(2)]
+        c.wait_for_nodes()
+        ray.init(address=c.address, logging_level="WARNING")
+        yield c, workers
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+# the S3 secret key in tests: it must never appear in any log or output
+S3_CANARY = "CANARY-" + hashlib.sha256(b"vidtrack-secret").hexdigest()[:20]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server as a separate process on loopback, for the module;
+    yields its endpoint URL. Credentials (with a canary secret, `S3_CANARY`) are only in
+    the environment, where boto3's default chain finds them; restored after."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(AWS_ACCESS_KEY_ID="AKIAVIDTRACKTEST", AWS_SECRET_ACCESS_KEY=S3_CANARY,
+                      AWS_DEFAULT_REGION="us-east-1")
+    try:
+        _wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with {proc.returncode} before listening on port {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto server did not listen on port {port} within {timeout:.0f} s")

@@ -182,3 +182,54 @@ def test_decode_error_mid_stream_fails_the_video(tud_video: Path, fast_cfg, fast
     with pytest.raises(VideoError, match="after 20 frames"):
         process_video(tud_video, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def _fail_after_real(cls: type, name: str, monkeypatch: pytest.MonkeyPatch, at_call: int = 1) -> None:
+    """Make `cls.name` raise OSError on its `at_call`-th call, after doing its real work."""
+    real, calls = getattr(cls, name), []
+
+    def failing(self, *args):  # type: ignore[no-untyped-def]
+        real(self, *args)
+        calls.append(1)
+        if len(calls) == at_call:
+            raise OSError(f"{cls.__name__}.{name} failed (injected)")
+
+    monkeypatch.setattr(cls, name, failing)
+
+
+@pytest.mark.parametrize("failure", ["sink_close", "writer_close", "encode_write", "detect"])
+def test_any_failure_leaves_no_output_at_all(failure: str, tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever part fails (the video sink's close, the Parquet writer's close after the
+    video is already published, the encoder mid-stream, detection mid-stream), the error
+    propagates and the output folder holds nothing: no .partial file, no half of a result."""
+    from tracking.records import TrackTableWriter
+    from tracking.video import VideoSink
+
+    detect = None
+    if failure == "sink_close":
+        _fail_after_real(VideoSink, "_finish", monkeypatch)
+    elif failure == "writer_close":
+        _fail_after_real(TrackTableWriter, "_finish", monkeypatch)
+    elif failure == "encode_write":
+        _fail_after_real(VideoSink, "write", monkeypatch, at_call=10)
+    else:
+        def detect(frames):  # type: ignore[no-untyped-def]
+            if frames[0].index >= 8:
+                raise OSError("detect failed (injected)")
+            return fast_models.detector([f.bgr for f in frames])
+    out_dir = tmp_path / "out"
+    with pytest.raises(OSError, match="failed \\(injected\\)"):
+        process_video(tud_video, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models, detect=detect,
+                      max_frames=24)
+    assert sorted(p.name for p in out_dir.iterdir()) == []
+
+
+def test_clean_runs_keep_every_output(tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                                   tmp_path: Path) -> None:
+    """The all-or-nothing bookkeeping removes nothing after a clean run."""
+    out = VideoOutputs.in_dir(tmp_path, "v")
+    for _ in range(2):
+        process_video(tud_video, out, fast_cfg, fast_models, max_frames=9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.annotated.mp4", "v.summary.json", "v.tracks.parquet"]
+    assert probe(out.video)["frames"] == 9  # type: ignore[arg-type]

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tracking.config import TrackerConfig
 from tracking.detections import Detections
 from tracking.tracker import VideoTracker
+from tracking.tracks import TrackState
 
 
 def _det(*boxes: tuple[float, float, float, float]) -> Detections:
@@ -59,3 +64,15 @@ def test_usable_boxes(xyxy: tuple[float, float, float, float], keep: bool) -> No
 def test_detections_shape_checked() -> None:
     with pytest.raises(ValueError, match="xyxy"):
         Detections(np.zeros((2, 3), np.float32), np.zeros(2, np.float32), np.zeros(2, np.int32))
+
+
+def test_track_consumers_do_not_import_the_tracker_library() -> None:
+    """The Parquet writer and the annotator take `TrackState`s without depending on
+    deep-sort-realtime (checked in a fresh interpreter: this session has imported it)."""
+    code = ("import sys\nimport tracking.records, tracking.annotate, tracking.tracks\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('deep_sort_realtime', 'tracking.tracker'))))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert VideoTracker(TrackerConfig()).update(_det((0, 0, 10, 10)), _emb(1))[0].__class__ is TrackState

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import VIDEOS, write_video
+from tests.conftest import write_video
 from tracking.video import VideoReader, VideoSink, probe
 
 
@@ -20,8 +20,8 @@ def _frames(n: int, w: int = 64, h: int = 48) -> list[np.ndarray]:
     return out
 
 
-def test_real_video_info_and_timestamps() -> None:
-    with VideoReader(VIDEOS / "car-detection.mp4") as r:
+def test_real_video_info_and_timestamps(shared_videos: Path) -> None:
+    with VideoReader(shared_videos / "car-detection.mp4") as r:
         assert (r.info.width, r.info.height, r.info.fps, r.info.codec) == (768, 432, 12.5, "h264")
         ts = [f.timestamp_s for f, _ in zip(r, range(5), strict=False)]
     assert ts == pytest.approx([0.0, 0.08, 0.16, 0.24, 0.32])
