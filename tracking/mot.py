@@ -24,7 +24,7 @@ from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
 from tracking.detections import Detections
 from tracking.video import IMAGE_SUFFIXES, Frame
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
