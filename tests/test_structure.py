@@ -13,10 +13,11 @@ NOT_YET_UNDER_VIDTRACK = {"tracking.inference", "tracking.video", "tracking.dete
 
 
 def _logger_names(path: Path, module: str) -> list[str]:
-    """The names given to logging.getLogger(...) in a module; `__name__` is the module's
-    name; the root logger (no argument) is left out."""
+    """The names of the module-level loggers (`log = logging.getLogger(...)` at top level;
+    `__name__` is the module's name)."""
     names = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for stmt in ast.parse(path.read_text(), str(path)).body:
+        node = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "getLogger"
                 and node.args):
             names.append(_text(node.args[0], module, path))
