@@ -9,17 +9,77 @@ import logging
 import sys
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-log = logging.getLogger("vidtrack")
+from jobs.plan import DEFAULT_INCLUDE
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 3, 2
+log = logging.getLogger("vidtrack.jobs.cli")
+
+# Exit codes (README "Operating it nightly"); jobs/run.py decides which one a run earns.
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file with [detector], [embedder], [tracker], [output] tables")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one parameter, e.g. --set tracker.max_age=60 (repeatable)")
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {s}")
+    return v
+
+
+def _non_negative_float(s: str) -> float:
+    v = float(s)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
+    return v
+
+
+def _utc_datetime(s: str) -> datetime:
+    try:
+        d = datetime.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date or date-time (e.g. 2026-11-21 or "
+                                         "2026-11-21T18:00:00+01:00)") from None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="s3://bucket/prefix/ or a local folder of videos")
+    p.add_argument("--output", required=True, help="s3://bucket/prefix/ or a local folder (never under --input)")
+    _add_config_args(p)
+    p.add_argument("--actors", type=_positive_int, help="actor count (default: one per GPU slot, else per CPU share)")
+    p.add_argument("--cpus-per-actor", type=_positive_float, default=1.0)
+    p.add_argument("--gpus-per-actor", type=_non_negative_float, default=0.0, help="fractional allowed, e.g. 0.5")
+    p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: embedded local Ray")
+    p.add_argument("--include", action="append", help=f"glob on keys, case-insensitive (repeatable; default "
+                                                      f"{' '.join(DEFAULT_INCLUDE)})")
+    p.add_argument("--exclude", action="append", default=[], help="glob on keys to skip (repeatable)")
+    p.add_argument("--modified-since", type=_utc_datetime, help="only objects modified at or after this (UTC)")
+    p.add_argument("--settle-seconds", type=_non_negative_float, default=0.0,
+                   help="leave objects modified this recently for the next run (files still being written)")
+    p.add_argument("--max-attempts", type=_positive_int, default=3,
+                   help="attempts per video for infrastructure errors and actor deaths")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also retry videos that failed in earlier runs and have not changed since")
+    p.add_argument("--start-timeout", type=_positive_float, default=300.0,
+                   help="seconds to wait for the first actor (and for replacements) before giving up")
+    p.add_argument("--grace-seconds", type=_non_negative_float, default=30.0,
+                   help="on SIGINT/SIGTERM, how long videos in flight may take to finish")
+    p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,13 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="keep outputs here (default: a temporary folder)")
     _add_config_args(p)
 
-    from jobs.run import add_run_args  # the archive job's own arguments live with it
-
     add_run_args(sub.add_parser("run", help="run the Ray job over an archive (S3 prefix or local folder)"))
-
-    from bench.run import add_bench_args
-
-    add_bench_args(sub.add_parser("bench", help="benchmark vidtrack against the naive pipeline"))
     return parser
 
 
@@ -96,32 +150,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.config import load_config
+    from jobs.run import JobSpec, run_job
+
+    spec = JobSpec(
+        input=args.input, output=args.output, config=load_config(args.config, args.overrides),
+        actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+        address=args.address, include=args.include or list(DEFAULT_INCLUDE), exclude=args.exclude,
+        modified_since=args.modified_since, settle_seconds=args.settle_seconds, max_attempts=args.max_attempts,
+        endpoint_url=args.s3_endpoint_url, progress=not args.no_progress, retry_failed=args.retry_failed,
+        start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose)
+    result = run_job(spec)
+    print(result.summary_line())
+    print(json.dumps({"run_id": result.run_id, "params_id": result.params_id, "dataset": result.dataset,
+                      "ok": result.ok, "failed": result.failed, "failed_before": result.failed_before,
+                      "outstanding": result.outstanding, "skipped": result.skipped, "manifest": result.manifest,
+                      "exit_code": result.exit_code}))
+    return result.exit_code
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # third-party chatter (exports, Ray's start-up) stays out of the operator's terminal
+        for name in ("ultralytics", "ray", "openvino", "nncf", "urllib3", "botocore", "s3transfer"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.verbose)
+    from jobs.run import StartError, UsageError
+    from jobs.storage import StorageError
     from tracking.config import ConfigError
-    from tracking.detector import ModelError
+    from tracking.modelref import ModelError
     from tracking.video import VideoError
 
-    commands = {"track": cmd_track, "eval": cmd_eval, "run": _cmd_run, "bench": _cmd_bench}
+    commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run}
     try:
         return commands[args.command](args)
-    except (ConfigError, ModelError, VideoError, FileNotFoundError) as e:
+    except (ConfigError, ModelError, VideoError, FileNotFoundError, UsageError, StorageError) as e:
         print(f"vidtrack {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from jobs.run import main as run_main
-
-    return run_main(args)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from bench.run import main as bench_main
-
-    return bench_main(args)
+    except StartError as e:
+        print(f"vidtrack {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if e.usage else EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        print(f"vidtrack {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -4,23 +4,31 @@
     <params_id>/tracks/video_id=<id>/part-0.parquet  track records, hive-partitioned by video
     <params_id>/videos/<id>.mp4                      annotated video
     <params_id>/manifest/run_id=<run>/part-0.parquet one row per video and attempt
-    <params_id>/_done/<id>.json                      written last: the video is complete
-    <params_id>/_failed/<id>.json                    the video failed for its own reasons (corrupt,
-                                                     unsupported); skipped until the object changes
+    <params_id>/_done/<id>.json                      written last: the video is complete (DoneMarker)
+    <params_id>/_failed/<id>.json                    the video failed for its own reasons (FailedMarker);
+                                                     skipped until the source object changes
+    <params_id>/_journal/run_id=<run>/<n>.json       attempt records of a run still going (or killed)
+    <params_id>/_lease/<id>.json                     a run is processing this video right now
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from jobs.storage import LocalStorage, S3Storage
+from jobs.manifest import DoneMarker, FailedMarker
+from jobs.storage import Storage
+
+log = logging.getLogger("vidtrack.jobs.layout")
+M = TypeVar("M", DoneMarker, FailedMarker)
 
 
 @dataclass(frozen=True)
 class DatasetLayout:
-    storage: LocalStorage | S3Storage
+    storage: Storage
     params_id: str
 
     def key(self, *parts: str) -> str:
@@ -42,18 +50,38 @@ class DatasetLayout:
     def failed(self, video_id: str) -> str:
         return self.key("_failed", f"{video_id}.json")
 
+    def lease(self, video_id: str) -> str:
+        return self.key("_lease", f"{video_id}.json")
+
     def manifest(self, run_id: str) -> str:
         return self.key("manifest", f"run_id={run_id}", "part-0.parquet")
 
-    def done_ids(self) -> set[str]:
-        prefix = self.key("_done") + "/"
-        return {o.key[len(prefix):-len(".json")] for o in self.storage.list(prefix) if o.key.endswith(".json")}
+    def journal_prefix(self, run_id: str) -> str:
+        return self.key("_journal", f"run_id={run_id}") + "/"
 
-    def failed_markers(self) -> dict[str, dict[str, Any]]:
-        """video_id -> the failure marker (source size, mtime, error) of earlier runs."""
-        prefix = self.key("_failed") + "/"
-        return {o.key[len(prefix):-len(".json")]: json.loads(self.storage.read_bytes(o.key))
-                for o in self.storage.list(prefix) if o.key.endswith(".json")}
+    def journal(self, run_id: str, seq: int) -> str:
+        return self.journal_prefix(run_id) + f"{seq:07d}.json"
+
+    def done_markers(self) -> dict[str, DoneMarker]:
+        """video_id -> its `_done` marker (the source version it describes)."""
+        return self._markers("_done", DoneMarker)
+
+    def failed_markers(self) -> dict[str, FailedMarker]:
+        """video_id -> the failure marker (source identity, error) of earlier runs."""
+        return self._markers("_failed", FailedMarker)
+
+    def _markers(self, folder: str, cls: type[M]) -> dict[str, M]:
+        prefix = self.key(folder) + "/"
+        keys = [o.key for o in self.storage.list(prefix) if o.key.endswith(".json")]
+        with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
+            blobs = list(pool.map(self.storage.read_bytes, keys))
+        out = {}
+        for key, blob in zip(keys, blobs, strict=True):
+            try:
+                out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
+            except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
+                log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
+        return out
 
     def write_config(self, data: dict[str, Any]) -> None:
         """config.json is written once per params_id; a rerun leaves it untouched."""

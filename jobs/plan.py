@@ -1,20 +1,29 @@
-"""Plan a run: list the archive, filter, skip what is done for this params_id, biggest first."""
+"""Plan a run: list the archive, filter, skip what is done for this params_id (for the same
+version of the source object), biggest first. Everything passed over is counted by reason."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from jobs.layout import DatasetLayout
-from jobs.storage import LocalStorage, S3Storage, matches
+from jobs.manifest import FailedMarker, SourceIdentity
+from jobs.storage import ObjectInfo, Storage, matches, printable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack.jobs.plan")
 
-DEFAULT_INCLUDE = ["*.mp4", "*.mov", "*.mkv", "*.avi", "*.webm", "*.m4v", "*.MP4", "*.MOV"]
+# Matched case-insensitively; .ts/.mts/.m2ts are what CCTV recorders and camcorders write.
+DEFAULT_INCLUDE = ["*.mp4", "*.m4v", "*.mov", "*.mkv", "*.webm", "*.avi", "*.ts", "*.mts", "*.m2ts",
+                   "*.mpg", "*.mpeg", "*.wmv", "*.flv", "*.3gp"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")  # local names that are not UTF-8 keep their bytes
 
 
 def video_id_for(key: str) -> str:
@@ -23,7 +32,7 @@ def video_id_for(key: str) -> str:
     '..' or non-ASCII, and is at most 60 characters."""
     stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     slug = _UNSAFE.sub("_", stem).strip("._-")[:40] or "video"
-    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return f"{slug}-{hashlib.sha256(_key_bytes(key)).hexdigest()[:12]}"
 
 
 def local_name_for(key: str) -> str:
@@ -31,43 +40,84 @@ def local_name_for(key: str) -> str:
     from the key text; the extension is kept only if it is short and alphanumeric."""
     ext = key.rsplit(".", 1)[-1] if "." in key.rsplit("/", 1)[-1] else ""
     suffix = f".{ext.lower()}" if re.fullmatch(r"[A-Za-z0-9]{1,8}", ext) else ""
-    return hashlib.sha256(key.encode()).hexdigest()[:32] + suffix
+    return hashlib.sha256(_key_bytes(key)).hexdigest()[:32] + suffix
 
 
 @dataclass(frozen=True)
 class VideoTask:
-    key: str  # relative to the input root
+    obj: ObjectInfo  # the version of the source object this run processes
     video_id: str
-    size: int
-    modified: datetime
+    replaces: bool = False  # an earlier version of this source was done or failed: replace its outputs
+
+    @property
+    def key(self) -> str:
+        return self.obj.key
+
+    @property
+    def name(self) -> str:
+        return printable(self.obj.key)
+
+    @property
+    def size(self) -> int:
+        return self.obj.size
+
+    @property
+    def identity(self) -> SourceIdentity:
+        return SourceIdentity.of(self.obj)
 
 
 @dataclass
 class Plan:
     todo: list[VideoTask]
-    done: list[VideoTask]  # already have a _done marker for this params_id
-    failed_before: dict[str, tuple[VideoTask, str]]  # video_id -> (task, earlier error); object unchanged
+    done: list[VideoTask]  # complete for this params_id, source unchanged
+    failed_before: list[tuple[VideoTask, FailedMarker]]  # failed for its own reasons, source unchanged
+    ignored: Counter[str] = field(default_factory=Counter)  # objects passed over, by reason
+    listed: int = 0  # objects under the input, videos or not
+
+    @property
+    def changed(self) -> int:
+        return sum(t.replaces for t in self.todo)
 
 
-def plan_run(source: LocalStorage | S3Storage, layout: DatasetLayout, include: list[str], exclude: list[str],
-             modified_since: datetime | None = None, retry_failed: bool = False) -> Plan:
-    tasks = []
+def list_videos(source: Storage, include: list[str], exclude: list[str], modified_since: datetime | None,
+                settle_seconds: float) -> tuple[list[VideoTask], Counter[str], int]:
+    """Video objects to consider, the others counted by reason, and how many were listed."""
+    settled_before = datetime.now(UTC) - timedelta(seconds=settle_seconds)
+    tasks, ignored, listed = [], Counter[str](), 0
     for obj in source.list():
-        if not matches(obj.key, include, exclude):
-            continue
-        if modified_since is not None and obj.modified < modified_since:
-            continue
-        tasks.append(VideoTask(obj.key, video_id_for(obj.key), obj.size, obj.modified))
-    done_ids = layout.done_ids()
-    failed = {} if retry_failed else layout.failed_markers()
-    failed_before = {}
+        listed += 1
+        if not matches(obj.key, include, []):
+            ignored["not a video name (--include)"] += 1
+        elif not matches(obj.key, include, exclude):
+            ignored["excluded (--exclude)"] += 1
+        elif modified_since is not None and obj.modified < modified_since:
+            ignored["older than --modified-since"] += 1
+        elif settle_seconds and obj.modified > settled_before:
+            ignored[f"modified in the last {settle_seconds:g} s (--settle-seconds; next run)"] += 1
+        else:
+            tasks.append(VideoTask(obj, video_id_for(obj.key)))
+    ignored.update(source.ignored)
+    return tasks, ignored, listed
+
+
+def plan_run(source: Storage, layout: DatasetLayout, include: list[str], exclude: list[str],
+             modified_since: datetime | None = None, retry_failed: bool = False,
+             settle_seconds: float = 0.0) -> Plan:
+    tasks, ignored, listed = list_videos(source, include, exclude, modified_since, settle_seconds)
+    done_markers, failed_markers = layout.done_markers(), layout.failed_markers()
+    plan = Plan([], [], [], ignored, listed)
     for t in tasks:
-        m = failed.get(t.video_id)
-        if t.video_id not in done_ids and m and (m.get("size"), m.get("modified")) == (t.size, t.modified.isoformat()):
-            failed_before[t.video_id] = (t, f"{m.get('error_class', '')}: {m.get('error_message', '')}")
-    todo = sorted((t for t in tasks if t.video_id not in done_ids and t.video_id not in failed_before),
-                  key=lambda t: (-t.size, t.key))
-    done = [t for t in tasks if t.video_id in done_ids]
-    log.info("planned %d videos: %d to process, %d already done, %d failed before (unchanged; --retry-failed "
-             "to try again)", len(tasks), len(todo), len(done), len(failed_before))
-    return Plan(todo, done, failed_before)
+        done, failed = done_markers.get(t.video_id), failed_markers.get(t.video_id)
+        if done is not None and done.matches(t.identity, done.finished_at):
+            plan.done.append(t)
+        elif failed is not None and failed.matches(t.identity, failed.at) and not retry_failed:
+            plan.failed_before.append((t, failed))
+        else:
+            plan.todo.append(VideoTask(t.obj, t.video_id, replaces=done is not None or failed is not None))
+    plan.todo.sort(key=lambda t: (-t.size, t.key))
+    log.info("listed %d objects: %d videos to process (%d changed since processed), %d already done, "
+             "%d failed before and unchanged (--retry-failed to try again)", listed, len(plan.todo),
+             plan.changed, len(plan.done), len(plan.failed_before))
+    for reason, n in sorted(ignored.items()):
+        log.info("ignored %d objects: %s", n, reason)
+    return plan

@@ -1,52 +1,54 @@
-"""The archive job: list videos, skip those done for this parameter set, process the
-rest on a pool of Ray actors, retry videos whose actor died, and write a manifest.
+"""The archive job's driver: list videos, skip those done for this parameter set, process the
+rest on a pool of Ray actors, and record every attempt in the run manifest as it happens.
 
     vidtrack run --input s3://bucket/raw/ --output s3://bucket/tracks/ [--set k=v ...]
-    ray job submit --working-dir . -- python -m jobs.run --input ... --output ...
+    ray job submit --working-dir . -- python -m jobs run --input ... --output ...
 
-No frame passes through the driver: it ships keys, actors fetch and upload.
+No frame passes through the driver: it ships keys, actors fetch and upload. The retry
+policy (`Dispatcher`) is here; the actors' states are `jobs/pool.py`'s; the manifest and
+markers are `jobs/manifest.py`'s. Exit codes and statuses: README "Operating it nightly".
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
-import json
 import logging
-import sys
+import signal
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from jobs.config import load_config
 from jobs.layout import DatasetLayout
-from jobs.plan import DEFAULT_INCLUDE, VideoTask, plan_run
-from jobs.storage import LocalStorage, S3Storage, StorageError, open_storage, overlaps
-from jobs.worker import STATUS_FAILED, STATUS_LOST, STATUS_OK, STATUS_SKIPPED, AttemptResult, VideoWorker, fetch_model
+from jobs.manifest import OUTSTANDING, Attempt, FailedMarker, ManifestJournal, Status, now_iso, recover
+from jobs.modelref import resolve_model
+from jobs.plan import DEFAULT_INCLUDE, Plan, VideoTask, plan_run
+from jobs.pool import Died, Event, Finished, Started
+from jobs.storage import Storage, StorageError, open_storage, overlaps
 from tracking.config import PipelineConfig
-from tracking.detector import ModelError, file_sha256
 
-log = logging.getLogger("vidtrack.run")
+log = logging.getLogger("vidtrack.jobs.run")
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 3, 2
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INCOMPLETE = 0, 2, 3, 4
+EXIT_SIGNAL_BASE = 128  # 130 after SIGINT, 143 after SIGTERM
 
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("run_id", pa.string()), pa.field("params_id", pa.string()),
-    pa.field("video_id", pa.string()), pa.field("source_key", pa.string()),
-    pa.field("attempt", pa.int32()), pa.field("status", pa.string()),
-    pa.field("error_class", pa.string()), pa.field("error_message", pa.string()),
-    pa.field("frames", pa.int64()), pa.field("rows", pa.int64()), pa.field("bytes_in", pa.int64()),
-    pa.field("seconds", pa.float64()), pa.field("stage_seconds", pa.string()),
-    pa.field("node_id", pa.string()), pa.field("worker_pid", pa.int64()),
-    pa.field("started_at", pa.string()), pa.field("finished_at", pa.string()),
-])
+
+class UsageError(ValueError):
+    """Bad input from the user (paths, resources, parameters): one line, exit 2."""
+
+
+class StartError(RuntimeError):
+    """No actor could start (or none within --start-timeout): the cause is in the message."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass
@@ -61,10 +63,16 @@ class JobSpec:
     include: list[str] = field(default_factory=lambda: list(DEFAULT_INCLUDE))
     exclude: list[str] = field(default_factory=list)
     modified_since: datetime | None = None
+    settle_seconds: float = 0.0
     max_attempts: int = 3
     endpoint_url: str | None = None
     progress: bool = True
     retry_failed: bool = False
+    start_timeout: float = 300.0
+    grace_seconds: float = 30.0
+    breaker_threshold: int = 5  # consecutive infrastructure failures that stop dispatching
+    backoff_seconds: float = 2.0  # first retry delay of a retryable video; doubles each attempt
+    verbose: bool = False
 
 
 @dataclass
@@ -73,66 +81,40 @@ class RunResult:
     params_id: str
     dataset: str
     ok: int = 0
-    failed: int = 0
+    failed: int = 0  # this run's own failures
+    failed_before: int = 0  # failed in an earlier run, source unchanged: still failed
+    outstanding: int = 0  # retryable or cancelled at the end: the next run picks them up
     skipped: int = 0
     frames: int = 0
     seconds: float = 0.0
-    attempts: list[AttemptResult] = field(default_factory=list)
+    interrupted_by: int = 0  # signal number
+    manifest: str = ""  # where the manifest went ("" if it could not be written)
+    attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+        if self.interrupted_by:
+            return EXIT_SIGNAL_BASE + self.interrupted_by
+        if self.outstanding or not self.manifest:
+            return EXIT_INCOMPLETE
+        return EXIT_SOME_FAILED if self.failed or self.failed_before else EXIT_OK
 
     def summary_line(self) -> str:
         fps = self.frames / self.seconds if self.seconds else 0.0
-        return (f"run {self.run_id}: {self.ok} ok, {self.failed} failed, {self.skipped} skipped; "
-                f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s); dataset {self.dataset}")
+        stop = f"; interrupted by {signal.Signals(self.interrupted_by).name}" if self.interrupted_by else ""
+        return (f"run {self.run_id}: {self.ok} ok, {self.failed} failed, {self.failed_before} failed before "
+                f"(unchanged), {self.outstanding} outstanding (retried next run), {self.skipped} done before; "
+                f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} frames/s){stop}; dataset {self.dataset}")
 
-
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="s3://bucket/prefix/ or a local folder of videos")
-    p.add_argument("--output", required=True, help="s3://bucket/prefix/ or a local folder (never under --input)")
-    p.add_argument("--config", type=Path, help="TOML parameters file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--actors", type=int, help="actor count (default: one per GPU slot, else per --cpus-per-actor)")
-    p.add_argument("--cpus-per-actor", type=float, default=1.0)
-    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="fractional GPUs allowed, e.g. 0.5")
-    p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: embedded local Ray")
-    p.add_argument("--include", action="append", help=f"glob on keys (repeatable; default {DEFAULT_INCLUDE})")
-    p.add_argument("--exclude", action="append", default=[], help="glob on keys to skip (repeatable)")
-    p.add_argument("--modified-since", type=_parse_date, help="only objects modified at or after this date/time (UTC)")
-    p.add_argument("--max-attempts", type=int, default=3, help="attempts per video when its actor dies")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="also retry videos that failed in earlier runs and have not changed since")
-    p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _parse_date(s: str) -> datetime:
-    d = datetime.fromisoformat(s)
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
-
-
-def spec_from_args(args: argparse.Namespace) -> JobSpec:
-    return JobSpec(
-        input=args.input, output=args.output, config=load_config(args.config, args.overrides),
-        actors=args.actors, cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
-        address=args.address, include=args.include or list(DEFAULT_INCLUDE), exclude=args.exclude,
-        modified_since=args.modified_since, max_attempts=args.max_attempts, endpoint_url=args.s3_endpoint_url,
-        progress=not args.no_progress, retry_failed=args.retry_failed)
-
-
-def model_sha256(spec: JobSpec, tmp: Path) -> str:
-    """SHA-256 of the detector model's bytes, as the driver sees them (an s3:// model is
-    downloaded into `tmp`; a model name is resolved by ultralytics)."""
-    local = fetch_model(spec.config.detector.model, spec.endpoint_url, tmp)
-    if Path(local).is_file():
-        return file_sha256(local)
-    from tracking.detector import load_yolo
-
-    model = load_yolo(local)
-    path = Path(str(getattr(model, "ckpt_path", "") or local))
-    return file_sha256(path) if path.is_file() else ""
+    def count(self, row: Attempt) -> None:
+        """Count a video's final row."""
+        if row.status == Status.OK:
+            self.ok += 1
+            self.frames += row.frames
+        elif row.status == Status.FAILED:
+            self.failed += 1
+        elif row.status in OUTSTANDING:
+            self.outstanding += 1
 
 
 def config_document(spec: JobSpec, params_id: str, model_sha256: str) -> dict[str, Any]:
@@ -147,6 +129,172 @@ def config_document(spec: JobSpec, params_id: str, model_sha256: str) -> dict[st
             "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+# -- the run ------------------------------------------------------------------------------
+
+def run_job(spec: JobSpec) -> RunResult:
+    """Plan, process and record one run. Raises UsageError/ModelError/StorageError for bad
+    input before anything is written, StartError when no actor can start."""
+    t0 = time.perf_counter()
+    source, dest = _open_storages(spec)
+    with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
+        model = resolve_model(spec.config.detector.model, spec.endpoint_url, Path(tmp))
+    params_id = spec.config.params_id(model.sha256)
+    layout = DatasetLayout(dest, params_id)
+    plan = _plan(spec, source, layout)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    result = RunResult(run_id, params_id, f"{dest.uri.rstrip('/')}/{params_id}")
+    journal = ManifestJournal(layout, run_id)
+    if not plan.todo:
+        layout.write_config(config_document(spec, params_id, model.sha256))
+        return _finish(plan, journal, result, t0)
+    with _ray_session(spec), _signals_to_flag() as stop:
+        pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo))
+        try:  # from here on, whatever happens, the manifest is written
+            layout.write_config(config_document(spec, params_id, model.sha256))
+            _recover_earlier_runs(layout)
+            Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
+        finally:
+            pool.shutdown()
+            _finish(plan, journal, result, t0)
+    return result
+
+
+def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float) -> RunResult:
+    _record_not_attempted(plan, journal, result)
+    result.seconds = time.perf_counter() - t0
+    _close_manifest(journal, result)
+    log.info(result.summary_line())
+    return result
+
+
+def _recover_earlier_runs(layout: DatasetLayout) -> None:
+    try:
+        recover(layout)
+    except Exception as e:  # their journals stay; the next run tries again
+        log.error("could not recover the journal of an earlier run (%s: %s)", e.__class__.__name__, e)
+
+
+def _open_storages(spec: JobSpec) -> tuple[Storage, Storage]:
+    source, dest = open_storage(spec.input, spec.endpoint_url), open_storage(spec.output, spec.endpoint_url)
+    if overlaps(source, dest):
+        raise UsageError(f"--output {dest.uri} overlaps --input {source.uri}: outputs are never written under "
+                         "the input, and the input is never read from the output")
+    for flag, store in (("--input", source), ("--output", dest)):
+        root = getattr(store, "root", None)
+        if root is not None and root.exists() and not root.is_dir():
+            raise UsageError(f"{flag} {root} is a file, not a folder"
+                             + (" (to track one video: vidtrack track VIDEO --out DIR)" if flag == "--input" else ""))
+    if getattr(source, "root", None) is not None and not source.root.exists():  # type: ignore[attr-defined]
+        raise UsageError(f"--input {source.uri} does not exist")
+    return source, dest
+
+
+def _plan(spec: JobSpec, source: Storage, layout: DatasetLayout) -> Plan:
+    plan = plan_run(source, layout, spec.include, spec.exclude, spec.modified_since, spec.retry_failed,
+                    spec.settle_seconds)
+    if plan.listed == 0:
+        raise UsageError(f"--input {source.uri} holds no objects: check the path or prefix")
+    if not (plan.todo or plan.done or plan.failed_before):
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(plan.ignored.items()))
+        if not any("settle" in why or "modified-since" in why for why in plan.ignored):
+            raise UsageError(f"--input {source.uri}: none of its {plan.listed} objects is a video to process "
+                             f"({reasons})")
+        log.warning("nothing to process under %s now (%s)", source.uri, reasons)
+    return plan
+
+
+def _record_not_attempted(plan: Plan, journal: ManifestJournal, result: RunResult) -> None:
+    """Rows (not journaled: derivable) for videos this run did not attempt."""
+    for t in plan.done:
+        journal.add(Attempt(t.video_id, t.name, 0, Status.SKIPPED, bytes_in=t.size,
+                            source_modified=t.identity.modified, source_etag=t.identity.etag), durable=False)
+    for t, marker in plan.failed_before:
+        journal.add(_failed_before_row(t, marker), durable=False)
+    result.skipped, result.failed_before = len(plan.done), len(plan.failed_before)
+
+
+def _failed_before_row(t: VideoTask, m: FailedMarker) -> Attempt:
+    return Attempt(t.video_id, t.name, 0, Status.FAILED, m.error_class, "earlier run",
+                   f"failed in an earlier run ({m.at}), source unchanged: {m.error_message}"[:2000],
+                   bytes_in=t.size, source_modified=t.identity.modified, source_etag=t.identity.etag)
+
+
+def _close_manifest(journal: ManifestJournal, result: RunResult) -> None:
+    result.attempts = journal.rows
+    try:
+        result.manifest = journal.close()
+    except Exception as e:  # the records must survive: keep a local copy and say where
+        local = journal.save_locally()
+        log.error("could not write the run manifest to the output (%s: %s); saved it to %s and the journal "
+                  "stays in the output for the next run to recover", e.__class__.__name__, e, local)
+
+
+# -- Ray ----------------------------------------------------------------------------------
+
+@contextmanager
+def _ray_session(spec: JobSpec) -> Iterator[None]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {"env_vars": {"YOLO_VERBOSE": "True" if spec.verbose else "False", "YOLO_AUTOINSTALL": "false"}}
+        if spec.address:
+            ray.init(address=spec.address, runtime_env=env, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, runtime_env=env)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> None:
+    """Refuse a request that no node of the cluster could ever hold (it would wait forever)."""
+    need = {"CPU": cpus, "GPU": gpus}
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    if any(all(r.get(k, 0.0) >= v for k, v in need.items() if v > 0) for r in alive):
+        return
+    have = "; ".join(f"{r.get('CPU', 0):g} CPU, {r.get('GPU', 0):g} GPU" for r in alive) or "no nodes"
+    raise UsageError(f"no node of the Ray cluster can hold an actor with --cpus-per-actor {cpus:g} "
+                     f"--gpus-per-actor {gpus:g} (nodes: {have})")
+
+
+def _start_pool(spec: JobSpec, source: Storage, dest: Storage, params_id: str, model_sha: str, videos: int) -> Any:
+    """Actors started and the first one ready, or StartError with the real cause."""
+    import ray
+
+    from jobs.pool import ActorPool
+    from jobs.worker import VideoWorker
+
+    check_resources(spec.cpus_per_actor, spec.gpus_per_actor, ray.nodes())
+    actor_cls = ray.remote(VideoWorker).options(
+        num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=0, max_concurrency=1)
+    threads = max(1, int(spec.cpus_per_actor))
+    pool = ActorPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, params_id, model_sha,
+                                              spec.endpoint_url, threads))
+    pool.add(min(_actor_count(spec, ray.cluster_resources()), videos))
+    try:
+        _wait_first_ready(pool, spec.start_timeout)
+    except BaseException:
+        pool.shutdown()
+        raise
+    return pool
+
+
+def _wait_first_ready(pool: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pool.idle:
+        if not pool.starting:
+            raise StartError("no actor could start")
+        if time.monotonic() > deadline:
+            raise StartError(f"no actor started within --start-timeout {timeout:g} s: the cluster cannot place "
+                             "an actor with the requested resources, or loading the models hangs")
+        for ev in pool.wait(timeout=1.0):
+            if isinstance(ev, Started) and ev.info.error:
+                raise StartError(f"actor could not start: {ev.info.error}", usage=ev.info.usage_error)
+
+
 def _actor_count(spec: JobSpec, resources: dict[str, float]) -> int:
     if spec.actors:
         return spec.actors
@@ -155,177 +303,199 @@ def _actor_count(spec: JobSpec, resources: dict[str, float]) -> int:
     return max(1, int(resources.get("CPU", 1) / spec.cpus_per_actor))
 
 
-def run_job(spec: JobSpec) -> RunResult:
-    import ray
+@contextmanager
+def _signals_to_flag() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM set a flag the dispatcher reads (stop dispatching, let in-flight videos
+    finish within --grace-seconds, record the rest as cancelled); a second signal stops at once."""
+    stop: list[int] = []
 
-    source, dest = open_storage(spec.input, spec.endpoint_url), open_storage(spec.output, spec.endpoint_url)
-    if overlaps(source, dest):
-        raise ValueError(f"--output {dest.uri} overlaps --input {source.uri}: outputs are never written under the "
-                         "input, and the input is never read from the output")
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
-        model_sha = model_sha256(spec, Path(tmp))
-    params_id = spec.config.params_id(model_sha)
-    layout = DatasetLayout(dest, params_id)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    result = RunResult(run_id, params_id, f"{dest.uri.rstrip('/')}/{params_id}")
-    plan = plan_run(source, layout, spec.include, spec.exclude, spec.modified_since, spec.retry_failed)
-    for t in plan.done:
-        result.attempts.append(AttemptResult(t.video_id, t.key, 0, STATUS_SKIPPED, bytes_in=t.size))
-    for t, error in plan.failed_before.values():
-        result.attempts.append(AttemptResult(t.video_id, t.key, 0, STATUS_SKIPPED, "FailedBefore",
-                                             error[:2000], bytes_in=t.size))
-    result.skipped = len(plan.done) + len(plan.failed_before)
-    layout.write_config(config_document(spec, params_id, model_sha))
+    def handler(signum: int, _frame: object) -> None:
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        log.warning("%s: no new videos; waiting for the ones in flight (again to stop now)",
+                    signal.Signals(signum).name)
 
-    if plan.todo:
-        started_here = not ray.is_initialized()
-        if started_here:
-            if spec.address:
-                ray.init(address=spec.address)
-            else:
-                ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
-        try:
-            _process(spec, plan.todo, source, dest, params_id, model_sha, result)
-        finally:
-            if started_here:
-                ray.shutdown()
-
-    result.seconds = time.perf_counter() - t0
-    _write_manifest(layout, run_id, params_id, result.attempts)
-    log.info(result.summary_line())
-    return result
-
-
-def _process(spec: JobSpec, todo: list[VideoTask], source: LocalStorage | S3Storage, dest: LocalStorage | S3Storage,
-             params_id: str, model_sha: str, result: RunResult) -> None:
-    """Dispatch videos to ready actors, one in flight per actor; retry a video whose actor
-    died (up to max_attempts) on whichever actor is ready next; replace dead actors."""
-    import ray
-    from ray.exceptions import RayActorError, WorkerCrashedError
-
-    n_actors = min(_actor_count(spec, ray.cluster_resources()), len(todo))
-    actor_cls = ray.remote(VideoWorker).options(
-        num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=0, max_concurrency=1)
-    threads = max(1, int(spec.cpus_per_actor))
-
-    def new_actor() -> Any:
-        return actor_cls.remote(spec.config, source.uri, dest.uri, params_id, model_sha, spec.endpoint_url, threads)
-
-    queue: list[tuple[VideoTask, int]] = [(t, 1) for t in todo]
-    pending_ready: dict[Any, Any] = {}  # ready() future -> actor
-    in_flight: dict[Any, tuple[Any, VideoTask, int]] = {}  # process() future -> (actor, task, attempt)
-    idle: list[Any] = []
-    nodes: dict[Any, str] = {}  # actor -> node id it runs on
-    for _ in range(n_actors):
-        a = new_actor()
-        pending_ready[a.ready.remote()] = a
-    bar = _progress(len(todo), spec.progress)
-    frames0 = time.perf_counter()
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while queue or in_flight:
-            while idle and queue:
-                actor = idle.pop()
-                task, attempt = queue.pop(0)
-                in_flight[actor.process.remote(task, attempt)] = (actor, task, attempt)
-            waiting = list(in_flight) + list(pending_ready)
-            if not waiting:
-                raise RuntimeError("no actor could be started: check the cluster's resources")
-            done, _ = ray.wait(waiting, num_returns=1, timeout=5.0)
-            for ref in done:
-                if ref in pending_ready:
-                    actor = pending_ready.pop(ref)
-                    try:
-                        nodes[actor] = ray.get(ref)
-                        log.debug("actor ready on node %s", nodes[actor])
-                        idle.append(actor)
-                    except (RayActorError, WorkerCrashedError) as e:
-                        _fail_actor_start(e)
-                    continue
-                actor, task, attempt = in_flight.pop(ref)
-                try:
-                    r: AttemptResult = ray.get(ref)
-                except (RayActorError, WorkerCrashedError) as e:
-                    lost = AttemptResult(task.video_id, task.key, attempt, STATUS_LOST, e.__class__.__name__,
-                                         _first_line(e), bytes_in=task.size, node_id=nodes.get(actor, ""))
-                    result.attempts.append(lost)
-                    log.warning("actor died on %s (attempt %d/%d): %s", task.key, attempt, spec.max_attempts,
-                                lost.error_message)
-                    if attempt < spec.max_attempts:
-                        queue.insert(0, (task, attempt + 1))
-                    else:
-                        lost.status = STATUS_FAILED
-                        result.failed += 1
-                        bar.update(1)
-                    ray.kill(actor, no_restart=True)
-                    replacement = new_actor()
-                    pending_ready[replacement.ready.remote()] = replacement
-                    continue
-                result.attempts.append(r)
-                if r.status == STATUS_OK:
-                    result.ok += 1
-                    result.frames += r.frames
-                else:
-                    result.failed += 1
-                idle.append(actor)
-                bar.update(1)
-                elapsed = time.perf_counter() - frames0
-                bar.set_postfix(ok=result.ok, failed=result.failed, fps=f"{result.frames / elapsed:.1f}")
+        yield stop
     finally:
-        bar.close()
-        for a in idle + [a for a, _, _ in in_flight.values()] + list(pending_ready.values()):
-            ray.kill(a, no_restart=True)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
-def _fail_actor_start(e: Exception) -> None:
-    """An actor whose __init__ failed. A model that cannot be loaded fails the whole run
-    (every actor would fail the same way); anything else is logged, the other actors go on,
-    and the run stops with an error if none can start."""
-    cause = getattr(e, "cause", None) or e
-    if isinstance(cause, ModelError) or "ModelError" in str(e):
-        raise ModelError(_first_line(e)) from e
-    log.error("actor failed to start: %s", _first_line(e))
+# -- the retry policy ---------------------------------------------------------------------
+
+class Pool(Protocol):
+    """What the dispatcher needs of a pool (jobs.pool.ActorPool; a fake one in the tests)."""
+
+    idle: int
+    busy: int
+    starting: int
+
+    def add(self, n: int = 1) -> None: ...
+    def submit(self, task: VideoTask, attempt: int) -> None: ...
+    def wait(self, timeout: float) -> list[Event]: ...
+    def cancel_in_flight(self) -> list[tuple[VideoTask, int]]: ...
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [ln for ln in str(e).splitlines() if ln.strip()]
-    return (lines[0] if lines else e.__class__.__name__)[:500]
+class Dispatcher:
+    """Keeps every idle actor busy, in queue order, and decides what each outcome means:
+    - ok / failed (the video's own fault): final;
+    - retryable (infrastructure): retried after a backoff (doubling) up to --max-attempts,
+      then left for the next run; `breaker_threshold` of them in a row (across videos)
+      open the circuit breaker: nothing more is dispatched (the output or input is down);
+    - the actor died: a `lost` row, a replacement actor, the video retried first, up to
+      --max-attempts (then `failed`: it kills every actor that touches it);
+    - a stop signal: nothing more is dispatched; in-flight videos get --grace-seconds.
+    Videos never dispatched are recorded as `cancelled` (retried next run)."""
+
+    def __init__(self, spec: JobSpec, pool: Pool, journal: ManifestJournal, result: RunResult,
+                 stop: list[int], clock: Any = time.monotonic) -> None:
+        self.spec, self.pool, self.journal, self.result, self.stop = spec, pool, journal, result, stop
+        self.clock = clock
+        self.queue: deque[tuple[VideoTask, int, float]] = deque()  # (task, attempt, not before)
+        self.infra_streak = 0
+        self.breaker: str = ""  # why dispatching stopped
+        self.grace_until: float | None = None
+        self.no_actor_since: float | None = None
+        self.bar: Any = None
+
+    def run(self, todo: list[VideoTask]) -> None:
+        self.queue.extend((t, 1, 0.0) for t in todo)
+        self.bar = _progress(len(todo), self.spec.progress)
+        try:
+            while (self.queue and not self._halted()) or self.pool.busy:
+                if self._grace_over():
+                    self._cancel_in_flight(f"in flight when stopped by {signal.Signals(self.stop[0]).name}")
+                    break
+                self._dispatch()
+                for ev in self.pool.wait(timeout=self._wait_timeout()):
+                    self._handle(ev)
+                self._check_alive()
+        except BaseException as e:  # a second signal, or no actor left: record what was in flight
+            self._cancel_in_flight(f"in flight when the run stopped ({e.__class__.__name__}: {e})")
+            self.breaker = self.breaker or f"the run stopped ({e.__class__.__name__}: {e})"
+            raise
+        finally:
+            self.bar.close()
+            why = self.breaker or (f"stopped by {signal.Signals(self.stop[0]).name}" if self.stop else "")
+            for task, attempt, _ in self.queue:
+                self._final(self._row(task, attempt, Status.CANCELLED, "NotAttempted", f"not dispatched: {why}"))
+            self.queue.clear()
+            self.result.interrupted_by = self.stop[0] if self.stop else 0
+
+    def _cancel_in_flight(self, why: str) -> None:
+        for task, attempt in self.pool.cancel_in_flight():
+            self._final(self._row(task, attempt, Status.CANCELLED, "Interrupted", why))
+
+    def _halted(self) -> bool:
+        return bool(self.breaker or self.stop)
+
+    def _grace_over(self) -> bool:
+        if not self.stop:
+            return False
+        if self.grace_until is None:
+            self.grace_until = self.clock() + self.spec.grace_seconds
+        return self.clock() >= self.grace_until
+
+    def _dispatch(self) -> None:
+        now = self.clock()
+        while self.pool.idle and not self._halted():
+            ready = next((i for i, (_, _, nb) in enumerate(self.queue) if nb <= now), None)
+            if ready is None:
+                return
+            task, attempt, _ = self.queue[ready]
+            del self.queue[ready]
+            self.pool.submit(task, attempt)
+
+    def _wait_timeout(self) -> float:
+        waits = [nb - self.clock() for _, _, nb in self.queue]
+        return max(0.05, min([1.0, *waits]))
+
+    def _check_alive(self) -> None:
+        """No actor working or able to work while videos wait: stop rather than wait forever."""
+        if not self.queue or self._halted() or self.pool.idle or self.pool.busy:
+            self.no_actor_since = None
+            return
+        if not self.pool.starting:
+            raise StartError("every actor died or failed to start; no actor left to process videos")
+        self.no_actor_since = self.no_actor_since or self.clock()
+        if self.clock() - self.no_actor_since > self.spec.start_timeout:
+            raise StartError(f"no replacement actor started within --start-timeout {self.spec.start_timeout:g} s "
+                             "(the cluster lost the capacity to place one)")
+
+    def _handle(self, ev: Event) -> None:
+        if isinstance(ev, Started):
+            if ev.info.error:
+                log.error("a replacement actor could not start: %s", ev.info.error)
+        elif isinstance(ev, Died):
+            self._died(ev)
+        else:
+            self._finished(ev)
+
+    def _finished(self, ev: Finished) -> None:
+        row = ev.row
+        if row.status != Status.RETRYABLE:
+            self.infra_streak = 0
+            self._final(row)
+            return
+        self.infra_streak += 1
+        if self.infra_streak >= self.spec.breaker_threshold and not self.breaker:
+            self.breaker = (f"circuit breaker open after {self.infra_streak} infrastructure failures in a row; "
+                            f"last: {row.error_stage}: {row.error_message}")[:1000]
+            log.error("%s", self.breaker)
+        if ev.attempt < self.spec.max_attempts and not self._halted():
+            self.journal.add(row)
+            delay = self.spec.backoff_seconds * 2 ** (ev.attempt - 1)
+            self.queue.append((ev.task, ev.attempt + 1, self.clock() + delay))
+            log.warning("%s: retryable (%s); attempt %d in %.0f s", row.source_key, row.error_message,
+                        ev.attempt + 1, delay)
+        else:
+            self._final(row)
+
+    def _died(self, ev: Died) -> None:
+        row = self._row(ev.task, ev.attempt, Status.LOST, "ActorDied", ev.error, node_id=ev.node_id, stage="process")
+        log.warning("actor died on %s (attempt %d/%d): %s", ev.task.name, ev.attempt, self.spec.max_attempts,
+                    ev.error)
+        if not self._halted():
+            self.pool.add(1)
+        if ev.attempt < self.spec.max_attempts and not self._halted():
+            self.journal.add(row)
+            self.queue.appendleft((ev.task, ev.attempt + 1, 0.0))
+        elif self._halted():
+            row.status = Status.CANCELLED
+            self._final(row)
+        else:
+            row.status = Status.FAILED
+            row.error_message = f"the actor died on each of {ev.attempt} attempts: {ev.error}"[:2000]
+            _write_failed_marker(self.journal.layout, ev.task, row)
+            self._final(row)
+
+    def _row(self, task: VideoTask, attempt: int, status: Status, error_class: str, message: str,
+             node_id: str = "", stage: str = "") -> Attempt:
+        return Attempt(task.video_id, task.name, attempt, status, error_class, stage, message[:2000],
+                       bytes_in=task.size, source_modified=task.identity.modified, source_etag=task.identity.etag,
+                       node_id=node_id, finished_at=now_iso())
+
+    def _final(self, row: Attempt) -> None:
+        self.journal.add(row)
+        self.result.count(row)
+        self.bar.update(1)
+        self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding)
+
+
+def _write_failed_marker(layout: DatasetLayout, task: VideoTask, row: Attempt) -> None:
+    marker = FailedMarker(task.video_id, task.name, task.identity, error_class=row.error_class,
+                          error_message=row.error_message, attempt=row.attempt, at=now_iso())
+    try:
+        layout.storage.put_bytes(layout.failed(task.video_id), marker.to_bytes())
+    except StorageError as e:
+        row.status = Status.RETRYABLE
+        row.error_message = f"{row.error_message} (and its failure marker could not be written: {e})"[:2000]
 
 
 def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="video", desc="vidtrack", disable=not enabled, dynamic_ncols=True)
-
-
-def _write_manifest(layout: DatasetLayout, run_id: str, params_id: str, attempts: list[AttemptResult]) -> None:
-    rows = [{"run_id": run_id, "params_id": params_id, **asdict(a)} for a in attempts]
-    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
-    with tempfile.TemporaryDirectory(prefix="vidtrack-manifest-") as tmp:
-        path = Path(tmp) / "manifest.parquet"
-        pq.write_table(table, path, compression="zstd")
-        layout.storage.upload(path, layout.manifest(run_id))
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        result = run_job(spec_from_args(args))
-    except (ValueError, ModelError, StorageError) as e:  # ConfigError is a ValueError
-        print(f"vidtrack run: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    print(result.summary_line())
-    print(json.dumps({"run_id": result.run_id, "params_id": result.params_id, "dataset": result.dataset,
-                      "ok": result.ok, "failed": result.failed, "skipped": result.skipped}))
-    return result.exit_code
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m jobs.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_run_args(parser)
-    ns = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(main(ns))
-

@@ -16,7 +16,10 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import shutil
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,28 +31,45 @@ from tracking.atomic import partial_path, write_bytes_atomic
 log = logging.getLogger(__name__)
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
+UNKNOWN_SIZE = -1  # an ObjectInfo made without listing: download it without checking its version
 
 
 class StorageError(RuntimeError):
-    pass
+    """Storage could not be listed, read or written. Names the object, never credentials."""
+
+
+class SourceChangedError(StorageError):
+    """The source object changed between listing and fetching (still being written, or
+    replaced): this attempt is not valid; the next run sees the new version."""
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    key: str  # relative to the storage root
+    key: str  # relative to the storage root; from a local listing it may hold surrogate escapes
     size: int
     modified: datetime  # timezone-aware UTC
+    etag: str = ""  # S3's ETag; empty for local files
+
+
+def printable(key: str) -> str:
+    """A key for logs and tables: bytes that are not UTF-8 (a local file name from another
+    system) appear backslash-escaped instead of failing every encoder downstream."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Storage(Protocol):
+    """What the job needs of a storage root; `LocalStorage` and `S3Storage` implement it."""
+
     uri: str
+    ignored: Counter[str]  # objects a listing passed over, by reason (symlink loops, broken links)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def exists(self, key: str) -> bool: ...
-    def download(self, key: str, dest: Path) -> None: ...
+    def download(self, obj: ObjectInfo, dest: Path) -> None: ...
     def read_bytes(self, key: str) -> bytes: ...
     def upload(self, src: Path, key: str) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 
 def check_key(key: str) -> str:
@@ -64,6 +84,7 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
+        self.ignored: Counter[str] = Counter()
 
     def _path(self, key: str) -> Path:
         p = (self.root / check_key(key)).resolve()
@@ -72,37 +93,77 @@ class LocalStorage:
         return p
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Files under the root, sorted, following symlinks (to files and to folders) but
+        never into a folder twice (no loops); broken links are counted in `ignored`."""
         base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        if not base.is_dir():
             return
-        for p in sorted(base.rglob("*")):
-            if p.is_file() and not p.is_symlink():
-                st = p.stat()
-                yield ObjectInfo(p.relative_to(self.root).as_posix(), st.st_size,
-                                 datetime.fromtimestamp(st.st_mtime, UTC))
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                self.ignored["symlink loop"] += 1
+                dirnames.clear()
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                try:
+                    fst = os.stat(path)
+                except OSError:
+                    self.ignored["broken symlink or unreadable"] += 1
+                    continue
+                yield ObjectInfo(Path(os.path.relpath(path, self.root)).as_posix(), fst.st_size,
+                                 datetime.fromtimestamp(fst.st_mtime, UTC))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def download(self, key: str, dest: Path) -> None:
-        import shutil
+    def download(self, obj: ObjectInfo, dest: Path) -> None:
+        """Copy a listed file; fails with `SourceChangedError` if it is not the version listed
+        (still being written, or replaced since)."""
+        src = self.root / obj.key  # key came from list(): read-only use
+        self._check_unchanged(obj, src)
+        shutil.copyfile(src, dest)
+        self._check_unchanged(obj, src)
 
-        shutil.copyfile(self.root / key, dest)  # key came from list(): read-only use
+    def _check_unchanged(self, obj: ObjectInfo, src: Path) -> None:
+        if obj.size == UNKNOWN_SIZE:
+            return
+        st = src.stat()
+        now = (st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+        if now != (obj.size, obj.modified):
+            raise SourceChangedError(f"{printable(str(src))} changed since it was listed "
+                                     f"({obj.size} -> {st.st_size} bytes): still being written?")
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     def upload(self, src: Path, key: str) -> None:
-        import shutil
-
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = partial_path(dest)
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         write_bytes_atomic(self._path(key), data)
+
+    def delete(self, key: str) -> None:
+        """Remove the file and the folders it leaves empty (up to the root)."""
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): stop climbing
+                break
 
 
 class S3Storage:
@@ -116,6 +177,7 @@ class S3Storage:
             self.prefix += "/"
         self.uri = f"s3://{self.bucket}/{self.prefix}"
         self.endpoint_url = endpoint_url
+        self.ignored: Counter[str] = Counter()
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:  # boto3 clients do not pickle; Ray ships this object
@@ -132,44 +194,87 @@ class S3Storage:
                 config=Config(retries={"mode": "standard", "max_attempts": 10}))
         return self._client
 
+    def _name(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{key}"
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                          Prefix=self.prefix + prefix)
-        for page in pages:
-            for obj in page.get("Contents", []):
-                key = obj["Key"][len(self.prefix):]
-                if key and not key.endswith("/"):
-                    yield ObjectInfo(key, int(obj["Size"]), obj["LastModified"])
+        with _s3_errors(self._name(prefix), "list"):
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix):]
+                    if key and not key.endswith("/"):
+                        yield ObjectInfo(key, int(obj["Size"]), obj["LastModified"], obj.get("ETag", "").strip('"'))
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+            with _s3_errors(self._name(key), "check"):
+                self.client.head_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
             return True
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except StorageError as e:
+            if isinstance(e.__cause__, ClientError) and _code(e.__cause__) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
 
-    def download(self, key: str, dest: Path) -> None:
-        self.client.download_file(self.bucket, self.prefix + key, str(dest))
+    def download(self, obj: ObjectInfo, dest: Path) -> None:
+        """Download exactly the version listed (If-Match on its ETag): a replaced object
+        fails with `SourceChangedError`."""
+        extra = {"IfMatch": f'"{obj.etag}"'} if obj.etag else {}
+        with _s3_errors(self._name(obj.key), "download"):
+            self.client.download_file(self.bucket, self.prefix + obj.key, str(dest), ExtraArgs=extra)
+        if obj.size != UNKNOWN_SIZE and dest.stat().st_size != obj.size:
+            raise SourceChangedError(f"{self._name(obj.key)} changed since it was listed "
+                                     f"({obj.size} -> {dest.stat().st_size} bytes)")
 
     def read_bytes(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))["Body"].read()
+        with _s3_errors(self._name(key), "read"):
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))["Body"].read()
         return body
 
     def upload(self, src: Path, key: str) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        self.client.upload_file(str(src), self.bucket, self.prefix + check_key(key),
-                                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
+        with _s3_errors(self._name(key), "upload"):
+            self.client.upload_file(str(src), self.bucket, self.prefix + check_key(key),
+                                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data)
+        with _s3_errors(self._name(key), "write"):
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data)
+
+    def delete(self, key: str) -> None:
+        with _s3_errors(self._name(key), "delete"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
 
 
-def open_storage(uri: str, endpoint_url: str | None = None) -> LocalStorage | S3Storage:
+def _code(e: Exception) -> str:
+    return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def _s3_errors(name: str, action: str) -> Iterator[None]:
+    """botocore's many exception types -> `StorageError` naming the object and the action
+    (`SourceChangedError` for a failed If-Match). Messages carry no credentials."""
+    from boto3.exceptions import S3TransferFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as e:
+        code = _code(e)
+        if code in ("PreconditionFailed", "412"):
+            raise SourceChangedError(f"{name} changed since it was listed (ETag differs)") from e
+        hint = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "access denied",
+                "InvalidObjectState": "the object is archived (restore it first)"}.get(code, code)
+        raise StorageError(f"cannot {action} {name}: {hint or e}") from e
+    except (BotoCoreError, S3TransferFailedError) as e:
+        raise StorageError(f"cannot {action} {name}: {e}") from e
+
+
+def open_storage(uri: str, endpoint_url: str | None = None) -> Storage:
     if uri.startswith("s3://"):
         return S3Storage(uri, endpoint_url)
     if "://" in uri:
@@ -177,7 +282,7 @@ def open_storage(uri: str, endpoint_url: str | None = None) -> LocalStorage | S3
     return LocalStorage(uri)
 
 
-def overlaps(a: LocalStorage | S3Storage, b: LocalStorage | S3Storage) -> bool:
+def overlaps(a: Storage, b: Storage) -> bool:
     """True when one root contains the other (writing output under the input is refused)."""
     if isinstance(a, LocalStorage) and isinstance(b, LocalStorage):
         return a.root.is_relative_to(b.root) or b.root.is_relative_to(a.root)
@@ -187,10 +292,12 @@ def overlaps(a: LocalStorage | S3Storage, b: LocalStorage | S3Storage) -> bool:
 
 
 def matches(key: str, include: list[str], exclude: list[str]) -> bool:
-    """fnmatch patterns on the key and on its file name: '*.mp4' matches at any depth."""
+    """Case-insensitive fnmatch patterns on the key and on its file name: '*.mp4' matches
+    'a/b/CLIP.MP4' at any depth."""
+    key = key.lower()
     name = key.rsplit("/", 1)[-1]
 
     def hit(patterns: list[str]) -> bool:
-        return any(fnmatch.fnmatchcase(key, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+        return any(fnmatch.fnmatchcase(key, p.lower()) or fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
 
     return hit(include) and not hit(exclude)

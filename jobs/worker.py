@@ -1,9 +1,14 @@
 """The Ray actor: loads the detector and embedder once, then processes videos one at a
 time, each with a fresh tracker (inside `process_video`), in a per-attempt temp dir.
 
-A video that fails for its own reasons (corrupt, unsupported, ...) comes back as a
-`failed` AttemptResult: failures are data. Only the actor dying (killed process,
-lost node) surfaces as a Ray error, which the driver retries elsewhere.
+Every attempt comes back as an `Attempt` row, classified (README "Operating it nightly"):
+- the video's own problem (`tracking.video.VideoError`: corrupt, incomplete, unsupported)
+  -> `failed`, with a `_failed` marker carrying the source's identity;
+- anything else (storage, network, disk, a source that changed while read) -> `retryable`:
+  no marker, the driver retries it with backoff and the next run picks it up.
+Outputs are published in the order video, tracks, `_done`; an attempt that fails after
+publishing some of them removes them again, so only `_done` videos have outputs.
+Only the actor dying (killed process, lost node) surfaces as a Ray error.
 """
 
 from __future__ import annotations
@@ -12,145 +17,211 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.layout import DatasetLayout
+from jobs.manifest import Attempt, DoneMarker, FailedMarker, Status, now_iso
+from jobs.modelref import fetch_model
 from jobs.plan import VideoTask, local_name_for
-from jobs.storage import S3Storage, open_storage
-from tracking.config import PipelineConfig
-from tracking.detector import ModelError, file_sha256
+from jobs.storage import Storage, open_storage
+from tracking.config import ConfigError, PipelineConfig
+from tracking.modelref import ModelError, file_sha256
+from tracking.video import VideoError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from tracking.pipeline import VideoOutputs, VideoSummary
 
-STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_LOST = "ok", "failed", "skipped", "lost"
+log = logging.getLogger("vidtrack.jobs.worker")
 
-
-@dataclass
-class AttemptResult:
-    """One row of the run manifest."""
-
-    video_id: str
-    source_key: str
-    attempt: int
-    status: str
-    error_class: str = ""
-    error_message: str = ""
-    frames: int = 0
-    rows: int = 0
-    bytes_in: int = 0
-    seconds: float = 0.0
-    stage_seconds: str = "{}"
-    node_id: str = ""
-    worker_pid: int = 0
-    started_at: str = ""
-    finished_at: str = ""
+WORK_ROOT = Path(tempfile.gettempdir()) / "vidtrack-work"
 
 
-def fetch_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> str:
-    """Local path for a detector model. `s3://` URIs are downloaded once into
-    `cache_dir` under a name derived from a hash of the URI; others pass through."""
-    if not spec.startswith("s3://"):
-        return spec
-    parent, _, name = spec.rpartition("/")
-    if not name:
-        raise ModelError(f"detector model {spec!r}: URI names no object")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    local = cache_dir / local_name_for(spec)
-    if not local.exists():
-        tmp = local.with_name(local.name + f".{os.getpid()}.partial")
-        try:
-            S3Storage(parent + "/", endpoint_url).download(name, tmp)
-        except Exception as e:  # botocore raises several unrelated types for missing objects/buckets
-            tmp.unlink(missing_ok=True)
-            raise ModelError(f"detector model {spec!r} could not be downloaded ({e.__class__.__name__}: {e}). "
-                             "Check the URI and that this job's role can read it.") from e
-        os.replace(tmp, local)
-    return str(local)
+@dataclass(frozen=True)
+class ActorInfo:
+    """What `ready()` reports: where the actor runs, and why it could not start, if it could not."""
+
+    node_id: str
+    pid: int
+    workdir: str
+    error: str = ""  # "ErrorClass: message" when the models could not be loaded
+    usage_error: bool = False  # the error is the user's input (bad model, class name, device)
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+class _StageError(Exception):
+    """An exception with the stage it happened in (fetch, process, publish)."""
+
+    def __init__(self, stage: str, cause: Exception) -> None:
+        super().__init__(f"{stage}: {cause}")
+        self.stage, self.cause = stage, cause
 
 
 class VideoWorker:
-    """Callable-class actor. Resources are set where the pool is built (jobs/run.py)."""
+    """Callable-class actor. Resources are set where the pool is built (jobs/pool.py).
+    A failure to load the models does not raise out of the constructor (Ray would hide
+    it behind "actor died in its creation task"): `ready()` reports it."""
 
     def __init__(self, cfg: PipelineConfig, source_uri: str, output_uri: str, params_id: str,
                  model_sha256: str, endpoint_url: str | None = None, threads: int | None = None) -> None:
         import ray
-        import torch
 
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.workdir = _claim_workdir(self.node_id)
+        self.source: Storage = open_storage(source_uri, endpoint_url)
+        self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
+        self.params_id = params_id
+        self.start_error, self.usage_error = "", False
+        try:
+            self._load(cfg, model_sha256, endpoint_url, threads)
+        except Exception as e:  # reported by ready(), with its real cause
+            self.start_error = f"{e.__class__.__name__}: {e}"
+            self.usage_error = isinstance(e, ModelError | ConfigError | ValueError)
+            log.error("actor could not start: %s", self.start_error)
+
+    def _load(self, cfg: PipelineConfig, model_sha256: str, endpoint_url: str | None, threads: int | None) -> None:
         from tracking.pipeline import Models
 
         if threads:
+            import torch
+
             torch.set_num_threads(threads)
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.source = open_storage(source_uri, endpoint_url)
-        self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
-        cache = Path(tempfile.gettempdir()) / "vidtrack-models"
-        local_model = fetch_model(cfg.detector.model, endpoint_url, cache)
+        local_model = fetch_model(cfg.detector.model, endpoint_url, Path(tempfile.gettempdir()) / "vidtrack-models")
         if model_sha256 and Path(local_model).is_file() and file_sha256(local_model) != model_sha256:
             raise ModelError(f"detector model {cfg.detector.model!r} changed during the run: "
                              f"expected SHA-256 {model_sha256}")
         self.cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, model=local_model))
         self.models = Models.load(self.cfg)
-        self.params_id = params_id
 
-    def ready(self) -> str:
-        return self.node_id
+    def ready(self) -> ActorInfo:
+        return ActorInfo(self.node_id, os.getpid(), str(self.workdir), self.start_error, self.usage_error)
 
-    def process(self, task: VideoTask, attempt: int) -> AttemptResult:
+    def process(self, task: VideoTask, attempt: int) -> Attempt:
+        started, t0 = now_iso(), time.perf_counter()
+        row = Attempt(task.video_id, task.name, attempt, Status.RETRYABLE, node_id=self.node_id,
+                      worker_pid=os.getpid(), started_at=started, bytes_in=task.size,
+                      source_modified=task.identity.modified, source_etag=task.identity.etag)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"a{attempt}-", dir=self.workdir) as tmp:
+                self._attempt(task, attempt, Path(tmp), row)
+        except _StageError as e:
+            self._record_failure(task, row, e)
+        row.seconds = round(time.perf_counter() - t0, 3)
+        row.finished_at = now_iso()
+        return row
+
+    def _attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt) -> None:
         from tracking.pipeline import VideoOutputs, process_video
 
-        started, t0 = now_iso(), time.perf_counter()
-        result = AttemptResult(task.video_id, task.key, attempt, STATUS_FAILED, node_id=self.node_id,
-                               worker_pid=os.getpid(), started_at=started, bytes_in=task.size)
-        source_name = f"{self.source.uri.rstrip('/')}/{task.key}"
-        with tempfile.TemporaryDirectory(prefix=f"vidtrack-{task.video_id[-12:]}-a{attempt}-") as tmp:
-            local = Path(tmp) / local_name_for(task.key)
+        local = tmp / local_name_for(task.key)
+        t = time.perf_counter()
+        with _stage("fetch"):
+            if task.replaces:  # the source changed: its old version is no longer complete
+                self.layout.storage.delete(self.layout.done(task.video_id))
+            self.source.download(task.obj, local)
+        fetch_s = time.perf_counter() - t
+        outputs = VideoOutputs(tracks=tmp / "tracks.parquet",
+                               video=tmp / "video.mp4" if self.cfg.output.annotated_video else None)
+        with _stage("process"):
             try:
-                self.source.download(task.key, local)
-                outputs = VideoOutputs(tracks=Path(tmp) / "tracks.parquet",
-                                       video=Path(tmp) / "video.mp4" if self.cfg.output.annotated_video else None)
                 summary = process_video(local, outputs, self.cfg, self.models, video_id=task.video_id,
                                         params_id=self.params_id)
-                self.layout.storage.upload(outputs.tracks, self.layout.tracks(task.video_id))
-                if outputs.video is not None:
-                    self.layout.storage.upload(outputs.video, self.layout.video(task.video_id))
-                result.status, result.frames, result.rows = STATUS_OK, summary.frames, summary.rows
-                result.stage_seconds = json.dumps(summary.stage_seconds, sort_keys=True)
-                done = {"video_id": task.video_id, "source_key": task.key, "params_id": self.params_id,
-                        "frames": summary.frames, "rows": summary.rows, "attempt": attempt,
-                        "tracks_sha256": file_sha256(outputs.tracks), "finished_at": now_iso(),
-                        "fps": summary.fps, "width": summary.width, "height": summary.height,
-                        "tracks_per_class": summary.tracks_per_class}
-                # the marker goes last: its presence alone means the video is complete
-                self.layout.storage.put_bytes(self.layout.done(task.video_id),
-                                              (json.dumps(done, indent=2, sort_keys=True) + "\n").encode())
-            except Exception as e:  # the video's own failure: recorded, not raised
-                result.status = STATUS_FAILED
-                result.error_class = e.__class__.__name__
-                result.error_message = str(e).replace(str(local), source_name)[:2000]
-                log.warning("video %s failed: %s: %s", source_name, result.error_class, result.error_message)
-                self._mark_failed(task, result)
-        result.seconds = round(time.perf_counter() - t0, 3)
-        result.finished_at = now_iso()
-        return result
+            except VideoError as e:  # name the source, not our temp copy
+                raise type(e)(self._source_name(task), e.reason.replace(str(local), task.name)) from e
+        row.frames, row.rows = summary.frames, summary.rows
+        row.frames_declared = int(getattr(summary, "frames_declared", 0) or 0)
+        t = time.perf_counter()
+        with _stage("publish"):
+            self._publish(task, attempt, outputs, summary, row)
+        row.stage_seconds = json.dumps({"fetch": round(fetch_s, 3), **summary.stage_seconds,
+                                        "publish": round(time.perf_counter() - t, 3)}, sort_keys=True)
+        row.status = Status.OK
 
-
-    def _mark_failed(self, task: VideoTask, result: AttemptResult) -> None:
-        """Remember the failure with the object's size and mtime, so later runs skip it
-        until the object changes. Failing to write the marker only costs a retry later."""
-        marker = {"video_id": task.video_id, "source_key": task.key, "size": task.size,
-                  "modified": task.modified.isoformat(), "error_class": result.error_class,
-                  "error_message": result.error_message, "attempt": result.attempt, "at": now_iso()}
+    def _publish(self, task: VideoTask, attempt: int, outputs: VideoOutputs, summary: VideoSummary,
+                 row: Attempt) -> None:
+        """Video, then tracks, then `_done` last; on any error, remove what was published."""
+        storage, layout = self.layout.storage, self.layout
         try:
-            self.layout.storage.put_bytes(self.layout.failed(task.video_id),
-                                          (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
-        except Exception as e:  # storage trouble: logged; the manifest row still records the failure
-            log.error("could not write failure marker for %s: %s", task.key, e)
+            if outputs.video is not None:
+                storage.upload(outputs.video, layout.video(task.video_id))
+            storage.upload(outputs.tracks, layout.tracks(task.video_id))
+            storage.delete(layout.failed(task.video_id))
+            marker = DoneMarker(
+                task.video_id, task.name, task.identity, params_id=self.params_id, attempt=attempt,
+                frames=row.frames, frames_declared=row.frames_declared, rows=row.rows,
+                tracks_sha256=file_sha256(outputs.tracks), fps=summary.fps, width=summary.width,
+                height=summary.height, tracks_per_class=summary.tracks_per_class, finished_at=now_iso())
+            storage.put_bytes(layout.done(task.video_id), marker.to_bytes())  # last: the video is complete
+        except Exception:
+            self._remove_outputs(task)
+            raise
 
+    def _remove_outputs(self, task: VideoTask) -> None:
+        """Best effort: outputs of a video that is not complete must not stay beside the dataset."""
+        for key in (self.layout.done(task.video_id), self.layout.tracks(task.video_id),
+                    self.layout.video(task.video_id)):
+            try:
+                self.layout.storage.delete(key)
+            except Exception as e:  # the storage is failing: say so; readers still join on _done
+                log.error("could not remove %s of an incomplete video: %s", key, e)
+
+    def _record_failure(self, task: VideoTask, row: Attempt, err: _StageError) -> None:
+        cause = err.cause
+        own = isinstance(cause, VideoError)
+        row.status = Status.FAILED if own else Status.RETRYABLE
+        row.error_class, row.error_stage = cause.__class__.__name__, err.stage
+        row.error_message = str(cause)[:2000]
+        log.warning("video %s %s in %s: %s: %s", task.name, row.status, err.stage, row.error_class, row.error_message)
+        if not own:
+            return
+        self._remove_outputs(task)
+        marker = FailedMarker(task.video_id, task.name, task.identity, error_class=row.error_class,
+                              error_message=row.error_message, attempt=row.attempt, at=now_iso())
+        try:
+            self.layout.storage.put_bytes(self.layout.failed(task.video_id), marker.to_bytes())
+        except Exception as e:  # without its marker the failure would not stick: retry it instead
+            row.status, row.error_stage = Status.RETRYABLE, "publish"
+            row.error_message = f"{row.error_message} (and its failure marker could not be written: {e})"[:2000]
+
+    def _source_name(self, task: VideoTask) -> str:
+        return f"{self.source.uri.rstrip('/')}/{task.name}"
+
+
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """Wrap any exception raised inside in a `_StageError` naming the stage."""
+    try:
+        yield
+    except _StageError:
+        raise
+    except Exception as e:
+        raise _StageError(name, e) from e
+
+
+def _claim_workdir(node_id: str) -> Path:
+    """This actor's scratch folder, `<tmp>/vidtrack-work/<node>-<pid>`. Folders left by actors
+    of this node whose process is gone (killed, SIGTERM) are removed first."""
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    for d in WORK_ROOT.glob(f"{node_id[:12]}-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            log.info("removed scratch folder %s of a dead actor", d)
+    workdir = WORK_ROOT / f"{node_id[:12]}-{os.getpid()}"
+    workdir.mkdir(exist_ok=True)
+    return workdir
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,244 @@
+"""The run manifest and the per-video markers: what happened to every video, as data.
+
+- `Status`: what an attempt came to (see README "Operating it nightly").
+- `Attempt`: one manifest row (one video, one attempt); `MANIFEST_SCHEMA` is derived from it.
+- `ManifestJournal`: every finished attempt is written at once as a small journal object
+  (`_journal/run_id=<run>/<seq>.json`), so an abnormal end of the driver loses at most
+  the attempts in flight; `close()` compacts the run into `manifest/run_id=<run>/part-0.parquet`
+  and removes the journal. A run that never closed (driver killed) is compacted by the next
+  run on the same dataset (`recover`).
+- `SourceIdentity`, `DoneMarker`, `FailedMarker`: typed `_done/` and `_failed/` records that
+  carry the source object's identity (size, mtime, ETag), so a changed source is seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from jobs.layout import DatasetLayout
+    from jobs.storage import ObjectInfo
+
+log = logging.getLogger("vidtrack.jobs.manifest")
+
+
+class Status(StrEnum):
+    OK = "ok"                # tracks, video and _done published
+    FAILED = "failed"        # the video's own fault (corrupt, incomplete, unsupported): _failed marker
+    RETRYABLE = "retryable"  # infrastructure (storage, network, disk, throttling): retried next run
+    LOST = "lost"            # the actor died during the attempt; retried within the run
+    CANCELLED = "cancelled"  # interrupted (SIGINT/SIGTERM) or never dispatched; retried next run
+    SKIPPED = "skipped"      # already done for this params_id, source unchanged
+
+
+#: statuses that leave work for the next run (exit code 4 when any remains at the end)
+OUTSTANDING = frozenset({Status.RETRYABLE, Status.CANCELLED})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Attempt:
+    """One row of the run manifest: one video, one attempt (attempt 0: not attempted this
+    run, e.g. skipped as done or failed in an earlier run with the source unchanged)."""
+
+    video_id: str
+    source_key: str  # printable: bytes that are not UTF-8 appear backslash-escaped
+    attempt: int
+    status: str
+    error_class: str = ""
+    error_stage: str = ""  # fetch | process | publish (retryable), or where the actor died
+    error_message: str = ""
+    frames: int = 0
+    frames_declared: int = 0  # what the container claims (0: unknown)
+    rows: int = 0
+    bytes_in: int = 0
+    source_modified: str = ""
+    source_etag: str = ""
+    seconds: float = 0.0
+    stage_seconds: str = "{}"  # JSON: seconds per stage (fetch, decode, detect, embed, track, write, encode, publish)
+    node_id: str = ""
+    worker_pid: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+    run_id: str = ""
+    params_id: str = ""
+
+
+_ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64()}
+MANIFEST_SCHEMA = pa.schema([
+    pa.field(f.name, _ARROW[typing.get_type_hints(Attempt)[f.name]]) for f in fields(Attempt)
+])
+
+
+class ManifestJournal:
+    """Durable per-attempt records for one run, compacted into one Parquet file at the end."""
+
+    def __init__(self, layout: DatasetLayout, run_id: str) -> None:
+        self.layout, self.run_id = layout, run_id
+        self.rows: list[Attempt] = []
+        self.journal_errors = 0
+
+    def add(self, row: Attempt, durable: bool = True) -> None:
+        """Record a row; `durable` rows are written to the output's journal at once."""
+        row.run_id, row.params_id = self.run_id, self.layout.params_id
+        self.rows.append(row)
+        if not durable:
+            return
+        try:
+            self.layout.storage.put_bytes(self.layout.journal(self.run_id, len(self.rows)),
+                                          json.dumps(asdict(row), sort_keys=True).encode())
+        except Exception as e:  # kept in memory: only an abnormal end would lose it now
+            self.journal_errors += 1
+            log.error("could not journal the attempt of %s (%s: %s); it stays in memory until the manifest",
+                      row.source_key, e.__class__.__name__, e)
+
+    def close(self) -> str:
+        """Write the run's manifest, then drop its journal. Returns the manifest's key."""
+        key = write_manifest(self.layout, self.run_id, self.rows)
+        _drop_journal(self.layout, self.run_id)
+        return key
+
+    def save_locally(self) -> Path:
+        """Last resort when the output cannot take the manifest: a local copy to point at."""
+        path = Path(tempfile.gettempdir()) / f"vidtrack-manifest-{self.run_id}.parquet"
+        pq.write_table(pa.Table.from_pylist([asdict(r) for r in self.rows], schema=MANIFEST_SCHEMA), path)
+        return path
+
+
+def write_manifest(layout: DatasetLayout, run_id: str, rows: list[Attempt]) -> str:
+    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=MANIFEST_SCHEMA)
+    key = layout.manifest(run_id)
+    with tempfile.TemporaryDirectory(prefix="vidtrack-manifest-") as tmp:
+        path = Path(tmp) / "manifest.parquet"
+        pq.write_table(table, path, compression="zstd")
+        layout.storage.upload(path, key)
+    return key
+
+
+def _drop_journal(layout: DatasetLayout, run_id: str) -> None:
+    for obj in list(layout.storage.list(layout.journal_prefix(run_id))):
+        layout.storage.delete(obj.key)
+
+
+def recover(layout: DatasetLayout) -> list[str]:
+    """Compact the journals of runs that never wrote their manifest (driver killed) into
+    their manifest. Returns the recovered run ids."""
+    by_run: dict[str, list[str]] = {}
+    for obj in layout.storage.list(layout.key("_journal") + "/"):
+        run_part = obj.key.split("/")[-2]
+        if run_part.startswith("run_id=") and obj.key.endswith(".json"):
+            by_run.setdefault(run_part[len("run_id="):], []).append(obj.key)
+    recovered = []
+    for run_id, keys in sorted(by_run.items()):
+        if not layout.storage.exists(layout.manifest(run_id)):
+            rows = [Attempt(**_known(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
+            write_manifest(layout, run_id, rows)
+            log.warning("run %s ended without its manifest: recovered %d attempt records from its journal",
+                        run_id, len(rows))
+            recovered.append(run_id)
+        _drop_journal(layout, run_id)
+    return recovered
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+# -- markers --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What identifies one version of a source object: size and modification time, and the
+    ETag where the storage has one (S3). Two identities match when their ETags match, or,
+    lacking ETags, when size and mtime do."""
+
+    size: int
+    modified: str  # ISO 8601, UTC
+    etag: str = ""
+
+    @classmethod
+    def of(cls, obj: ObjectInfo) -> SourceIdentity:
+        return cls(obj.size, obj.modified.isoformat(), obj.etag)
+
+    def same_as(self, other: SourceIdentity) -> bool:
+        if self.etag and other.etag:
+            return self.etag == other.etag and self.size == other.size
+        return (self.size, self.modified) == (other.size, other.modified)
+
+
+@dataclass(frozen=True)
+class _Marker:
+    video_id: str
+    source_key: str
+    source: SourceIdentity | None  # None: a marker written before identities were recorded
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        d = json.loads(data)
+        src = d.get("source")
+        if src is None and "size" in d and "modified" in d:  # failure markers of vidtrack 0.1
+            src = {"size": d["size"], "modified": d["modified"]}
+        d["source"] = SourceIdentity(**_known(SourceIdentity, src)) if isinstance(src, dict) else None
+        return cls(**_known(cls, d))
+
+    def matches(self, current: SourceIdentity, written_at: str) -> bool:
+        """Does this marker describe the current version of the source? A marker without an
+        identity (older vidtrack) matches unless the source was modified after it was written."""
+        if self.source is not None:
+            return self.source.same_as(current)
+        return bool(written_at) and current.modified <= written_at
+
+
+@dataclass(frozen=True)
+class DoneMarker(_Marker):
+    """`_done/<id>.json`, written last: the video's outputs are complete for this source version."""
+
+    params_id: str = ""
+    run_id: str = ""
+    attempt: int = 0
+    frames: int = 0
+    frames_declared: int = 0
+    rows: int = 0
+    tracks_sha256: str = ""
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    tracks_per_class: dict[str, int] = field(default_factory=dict)
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class FailedMarker(_Marker):
+    """`_failed/<id>.json`: the video failed for its own reasons; skipped until it changes."""
+
+    error_class: str = ""
+    error_message: str = ""
+    run_id: str = ""
+    attempt: int = 0
+    at: str = ""
+
+
+def marker_time(m: DoneMarker | FailedMarker) -> str:
+    return m.finished_at if isinstance(m, DoneMarker) else m.at
+
+
+__all__ = ["MANIFEST_SCHEMA", "OUTSTANDING", "Attempt", "DoneMarker", "FailedMarker", "ManifestJournal",
+           "SourceIdentity", "Status", "marker_time", "now_iso", "recover", "write_manifest"]
