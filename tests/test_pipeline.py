@@ -197,12 +197,13 @@ def _fail_after_real(cls: type, name: str, monkeypatch: pytest.MonkeyPatch, at_c
     monkeypatch.setattr(cls, name, failing)
 
 
-@pytest.mark.parametrize("failure", ["sink_close", "writer_close", "encode_write", "detect"])
+@pytest.mark.parametrize("failure", ["sink_close", "writer_close", "summary_write", "encode_write", "detect"])
 def test_any_failure_leaves_no_output_at_all(failure: str, tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whichever part fails (the video sink's close, the Parquet writer's close after the
-    video is already published, the encoder mid-stream, detection mid-stream), the error
-    propagates and the output folder holds nothing: no .partial file, no half of a result."""
+    video is already published, the summary after both, the encoder mid-stream, detection
+    mid-stream), the error propagates and the output folder holds nothing: no .partial
+    file, no half of a result."""
     from tracking.records import TrackTableWriter
     from tracking.video import VideoSink
 
@@ -211,6 +212,12 @@ def test_any_failure_leaves_no_output_at_all(failure: str, tud_video: Path, fast
         _fail_after_real(VideoSink, "_finish", monkeypatch)
     elif failure == "writer_close":
         _fail_after_real(TrackTableWriter, "_finish", monkeypatch)
+    elif failure == "summary_write":
+        from tracking import pipeline as pipeline_mod
+
+        def failing_summary(path, data):  # type: ignore[no-untyped-def]
+            raise OSError("summary write failed (injected)")
+        monkeypatch.setattr(pipeline_mod, "write_json_atomic", failing_summary)
     elif failure == "encode_write":
         _fail_after_real(VideoSink, "write", monkeypatch, at_call=10)
     else:

@@ -242,7 +242,8 @@ def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: P
     summary = _summary(video_id, source, params_id, info, frames, writer.rows, tracking, names, timer, wall0,
                        {"tracks": os.fspath(outputs.tracks), "video": annotated})
     if outputs.summary is not None:
-        write_json_atomic(outputs.summary, summary.to_dict())
+        with outs.withdrawn_on_error():
+            write_json_atomic(outputs.summary, summary.to_dict())
     log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, frames, writer.rows,
              summary.frames_per_second, summary.stage_seconds)
     return summary
@@ -332,11 +333,23 @@ class _OutputSet:
         self._timer.add(stage, t)
         self._published.append(out.path)
 
+    @contextlib.contextmanager
+    def withdrawn_on_error(self) -> Iterator[None]:
+        """For a last output written after the stack has closed (the summary)."""
+        try:
+            yield
+        except BaseException:
+            self._remove_published()
+            raise
+
     def _withdraw(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                   tb: TracebackType | None) -> None:
         if exc_type is not None:
-            for path in self._published:
-                path.unlink(missing_ok=True)
+            self._remove_published()
+
+    def _remove_published(self) -> None:
+        for path in self._published:
+            path.unlink(missing_ok=True)
 
 
 class _TrackStage:
