@@ -16,6 +16,7 @@ from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")  # int8: statically quantised copy, CPU backends only (see tracking/inference.py)
 
 
 class ConfigError(ValueError):
@@ -44,9 +45,10 @@ class DetectorConfig:
     device: str = "auto"
     half: bool = True  # fp16 on CUDA; ignored on CPU
     batch_size: int = 8  # frames per detector call
-    # "auto": OpenVINO on CPU (an export of the same weights, cached; it runs bf16 on CPUs that
-    # have it, as CUDA runs fp16), torch on CUDA; "onnxruntime" is the bit-exact fp32 CPU option
+    # "auto": OpenVINO on CPU (an ONNX export of the same weights, cached; always fp32, so results do
+    # not depend on the CPU), torch on CUDA; "onnxruntime" is the other CPU option
     backend: str = "auto"
+    precision: str = "fp32"  # or "int8" (CPU backends): changes results, so it is part of params_id
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
@@ -58,6 +60,7 @@ class DetectorConfig:
                f"must be one of {DEVICES} or cuda:N")
         _check(1 <= self.batch_size <= 256, "detector.batch_size", self.batch_size, "must be in [1, 256]")
         _check(self.backend in BACKENDS, "detector.backend", self.backend, f"must be one of {BACKENDS}")
+        _check(self.precision in PRECISIONS, "detector.precision", self.precision, f"must be one of {PRECISIONS}")
         for c in self.classes:
             _check(isinstance(c, (str, int)) and not isinstance(c, bool), "detector.classes", self.classes,
                    "must be class names or integer ids")
@@ -75,10 +78,12 @@ class EmbedderConfig:
     batch_size: int = 16  # crops per forward pass (larger batches are slower on CPU caches)
     half: bool = True  # fp16 on CUDA; ignored on CPU
     backend: str = "auto"  # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
+    precision: str = "fp32"  # or "int8" (CPU backends): changes results, so it is part of params_id
 
     def __post_init__(self) -> None:
         _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
         _check(self.backend in BACKENDS, "embedder.backend", self.backend, f"must be one of {BACKENDS}")
+        _check(self.precision in PRECISIONS, "embedder.precision", self.precision, f"must be one of {PRECISIONS}")
         _check(len(self.crop_size) == 2 and all(16 <= s <= 512 for s in self.crop_size),
                "embedder.crop_size", self.crop_size, "must be [height, width], each in [16, 512]")
         _check(1 <= self.batch_size <= 1024, "embedder.batch_size", self.batch_size, "must be in [1, 1024]")
@@ -143,6 +148,9 @@ class PipelineConfig:
             d["detector"].pop(key)
         for key in ("batch_size", "half", "backend"):
             d["embedder"].pop(key)
+        for section in ("detector", "embedder"):  # fp32 is the reference: absent, as before the key existed
+            if d[section]["precision"] == "fp32":
+                d[section].pop("precision")
         d["output"].pop("row_group_frames")
         return d
 

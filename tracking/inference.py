@@ -1,0 +1,207 @@
+"""CPU inference plumbing shared by the detector and the embedder: the export cache, thread
+counts, OpenVINO / ONNX Runtime sessions and int8 post-training quantisation.
+
+Nothing here imports torch or ultralytics: with a warm cache, a process runs both models from
+their ONNX files without loading either (that is most of `vidtrack track`'s start-up).
+
+- Precision is explicit. OpenVINO is always compiled with `INFERENCE_PRECISION_HINT=f32`, so a
+  model gives the same output on a CPU with bf16 as on one without (OpenVINO's own default is
+  bf16 where the CPU has it, which would make a dataset depend on the node that made it). Speed
+  comes from int8 (`precision = "int8"`), which every x86 CPU runs and VNNI/AMX accelerate.
+- Threads follow the process's CPU share: what the actor set with `set_inference_threads` (from
+  `--cpus-per-actor`), else `OMP_NUM_THREADS` (Ray sets it to an actor's `num_cpus`), else the
+  CPUs this process may run on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CPU_BACKENDS = ("openvino", "onnxruntime")
+PRECISIONS = ("fp32", "int8")
+RunFn = Callable[[np.ndarray], np.ndarray]
+
+
+def cache_root() -> Path:
+    """Exported and quantised models: `$VIDTRACK_CACHE`, default ~/.cache/vidtrack."""
+    return Path(os.environ.get("VIDTRACK_CACHE", Path.home() / ".cache" / "vidtrack"))
+
+
+_threads: int | None = None
+
+
+def set_inference_threads(n: int) -> None:
+    """Hold every model loaded from now on in this process to `n` threads (torch too, if loaded)."""
+    global _threads
+    if n < 1:
+        raise ValueError(f"inference threads must be >= 1, got {n}")
+    _threads = n
+    torch = sys.modules.get("torch")  # not imported for it: importing torch costs seconds
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def inference_threads() -> int:
+    """Threads one inference call may use: the actor's CPU share, not the whole machine."""
+    if _threads is not None:
+        return _threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cuda_present() -> bool:
+    """Whether torch can see a CUDA device, without importing torch on machines with no NVIDIA driver."""
+    if "torch" not in sys.modules and not any(
+            Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_file(name: str, build: Callable[[Path], None]) -> Path:
+    """`cache_root()/name`, built once by `build(tmp_path)` and renamed into place, so that
+    concurrent processes never read a half-written file (the first rename wins)."""
+    out = cache_root() / name
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_s = tempfile.mkstemp(prefix=out.name + ".", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_s)
+    try:
+        build(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def cpu_session(onnx_path: Path, backend: str, threads: int | None = None) -> RunFn:
+    """A callable running the ONNX model on CPU: input array -> first output, in fp32 (or int8
+    where the model carries quantize/dequantize pairs)."""
+    threads = threads or inference_threads()
+    if backend == "openvino":
+        return _openvino(onnx_path, threads)
+    if backend == "onnxruntime":
+        return _onnxruntime(onnx_path, threads)
+    raise ValueError(f"{onnx_path}: no CPU backend {backend!r}; expected one of {CPU_BACKENDS}")
+
+
+def _openvino(onnx_path: Path, threads: int) -> RunFn:
+    import openvino as ov
+
+    core = ov.Core()
+    blobs = cache_root() / "openvino-blobs"  # compiled kernels, keyed by OpenVINO itself
+    blobs.mkdir(parents=True, exist_ok=True)
+    core.set_property({"CACHE_DIR": str(blobs)})
+    compiled = core.compile_model(str(onnx_path), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.array(request.infer([x])[0])  # copied: the request reuses its output buffer
+    return run
+
+
+def _onnxruntime(onnx_path: Path, threads: int) -> RunFn:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: np.asarray(session.run(None, {name: x})[0])
+
+
+def quantize_int8(src: Path, dst: Path, input_name: str, samples: Iterator[np.ndarray],
+                  exclude: tuple[str, ...] = ()) -> None:
+    """Static post-training int8 quantisation (ONNX Runtime's tool, offline): weights per
+    channel, activations calibrated on `samples`; convolutions only, minus `exclude` (node
+    names). The result is a QDQ ONNX model that OpenVINO and ONNX Runtime run in int8."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(samples, None)
+            return None if x is None else {input_name: x}
+
+    root = logging.getLogger()
+    advice = _DropMessages("pre-process")  # onnxruntime's advice to run its shape pre-processing first
+    root.addFilter(advice)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vidtrack-quant-") as tmp:
+            shutil.copyfile(src, Path(tmp) / "model.onnx")
+            quantize_static(str(Path(tmp) / "model.onnx"), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv"], nodes_to_exclude=list(exclude))
+    finally:
+        root.removeFilter(advice)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def calibration_images() -> list[np.ndarray]:
+    """BGR images for int8 calibration that ship with an installed package (ultralytics'
+    bus.jpg and zidane.jpg: street scenes with people), so quantising needs no download and
+    gives the same model on every machine."""
+    from importlib import resources
+
+    import cv2
+
+    images = []
+    for name in ("bus.jpg", "zidane.jpg"):
+        with resources.as_file(resources.files("ultralytics") / "assets" / name) as p:
+            img = cv2.imread(str(p))
+        if img is None:
+            raise FileNotFoundError(f"calibration image ultralytics/assets/{name} is missing or unreadable")
+        images.append(img)
+    return images
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the ISA features that decide CPU inference speed."""
+    flags: set[str] = set()
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError as e:
+        log.warning("cannot read /proc/cpuinfo: %s", e)
+    isa = {"avx2": "avx2" in flags, "avx512": "avx512f" in flags, "vnni": bool(flags & {"avx512_vnni", "avx_vnni"}),
+           "bf16": "avx512_bf16" in flags or "amx_bf16" in flags, "amx": bool(flags & {"amx_int8", "amx_tile"})}
+    return {"model": model or "unknown", "cores": inference_threads(), **isa}
