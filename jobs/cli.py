@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
 
     add_run_args(sub.add_parser("run", help="run the Ray job over an archive (S3 prefix or local folder)"))
+
+    from jobs.report import add_report_args
+
+    add_report_args(sub.add_parser("report", help="write a dataset's report.html (one self-contained page)"))
     return parser
 
 
@@ -178,6 +182,12 @@ def _setup_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from jobs.report import main as report_main
+
+    return report_main(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -187,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tracking.modelref import ModelError
     from tracking.video import VideoError
 
-    commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run}
+    commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run, "report": cmd_report}
     try:
         return commands[args.command](args)
     except (ConfigError, ModelError, VideoError, FileNotFoundError, UsageError, StorageError) as e:

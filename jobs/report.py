@@ -29,14 +29,16 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from jobs.layout import DatasetLayout
 from jobs.storage import LocalStorage, ObjectInfo, S3Storage, Storage, StorageError, open_storage
 from tracking.atomic import write_bytes_atomic
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -106,6 +108,8 @@ def write_report(storage: Storage, params_id: str) -> str:
 
 def collect(storage: Storage, params_id: str) -> ReportData:
     """Every number the page shows, from the dataset alone."""
+    import duckdb
+
     from jobs import report_queries as q
     from jobs.report_sheet import contact_sheet
 
