@@ -91,12 +91,14 @@ def write_video(path: Path, frames: Iterator[np.ndarray] | list[np.ndarray], fps
 
 
 def read_images(folder: Path, n: int | None = None) -> list[np.ndarray]:
+    need_shared(folder)
     files = sorted(folder.glob("*.jpg"))[:n]
     return [cv2.imread(str(p)) for p in files]
 
 
 def cut_video(src: Path, dst: Path, n: int, start: int = 0) -> Path:
     """n frames of a real video from frame `start`, re-encoded as H.264 at its own rate."""
+    need_shared(src)
     with av.open(str(src)) as c:
         s = c.streams.video[0]
         fps = float(s.average_rate or 25)

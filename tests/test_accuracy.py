@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from jobs.config import load_config
-from tests.conftest import MODEL, TUD
+from tests.conftest import MODEL, TUD, need_shared
 from tracking.mot import MotSequence, evaluate, tracks_to_mot
 from tracking.pipeline import Models, VideoOutputs, process_video
 
 IDF1_FLOOR, MOTA_FLOOR = 61.0, 42.0
 
 
+@pytest.mark.slow  # YOLOv8n at 640 over the whole sequence, then TrackEval
 def test_tud_campus_accuracy_floor(tmp_path: Path) -> None:
+    need_shared(TUD, MODEL)
     cfg = load_config(None, [f"detector.model={MODEL}", "detector.classes=['person']",
                              "output.annotated_video=false"])  # default tracker, imgsz 640
     seq = MotSequence.open(TUD)
@@ -28,6 +32,7 @@ def test_tud_campus_accuracy_floor(tmp_path: Path) -> None:
 
 def test_evaluator_scores_ground_truth_as_perfect(tmp_path: Path) -> None:
     """The scoring path itself: GT scored against itself is 100, a shuffled-ID copy is not."""
+    need_shared(TUD)
     seq = MotSequence.open(TUD)
     gt = (TUD / "gt" / "gt.txt").read_text().splitlines()
     perfect = tmp_path / "perfect.txt"

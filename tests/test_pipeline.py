@@ -18,6 +18,7 @@ from tracking.records import TRACK_SCHEMA
 from tracking.video import VideoError, probe
 
 
+@pytest.mark.slow  # the real detector over a whole sequence
 def test_tud_campus_video_end_to_end(tud_video: Path, fast_cfg, fast_models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = VideoOutputs.in_dir(tmp_path, "tud")
     s = process_video(tud_video, out, fast_cfg, fast_models, video_id="tud", params_id="p123")
@@ -228,7 +229,7 @@ def test_any_failure_leaves_no_output_at_all(failure: str, tud_video: Path, fast
     out_dir = tmp_path / "out"
     with pytest.raises(OSError, match="failed \\(injected\\)"):
         process_video(tud_video, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models, detect=detect,
-                      max_frames=24)
+                      max_frames=16)
     assert sorted(p.name for p in out_dir.iterdir()) == []
 
 
