@@ -53,9 +53,9 @@ border-radius:6px;overflow:auto;font-size:12px;max-height:420px}code{font-size:1
 """
 
 SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach(function (th, i) {
+document.querySelectorAll("table.sortable th").forEach(function (th) {
   th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], asc = th.dataset.dir !== "asc";
+    var i = th.cellIndex, body = th.closest("table").tBodies[0], asc = th.dataset.dir !== "asc";
     th.parentNode.querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
     th.dataset.dir = asc ? "asc" : "desc";
     var key = function (row) {

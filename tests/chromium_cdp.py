@@ -145,6 +145,12 @@ class Chromium:
         self._drain()
         return self.log
 
+    def settle(self) -> PageLog:
+        """Record what the page did since the last look (after an interaction)."""
+        time.sleep(0.2)
+        self._drain()
+        return self.log
+
     def evaluate(self, expression: str) -> Any:
         r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
         if "exceptionDetails" in r:
