@@ -36,13 +36,12 @@ def fetch_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> str:
         store = S3Storage(parent + "/", endpoint_url)
         try:
             store.download(ObjectInfo(name, UNKNOWN_SIZE, datetime.fromtimestamp(0, UTC)), tmp)
+            os.replace(tmp, local)
         except StorageError as e:
             raise ModelError(f"detector model {spec!r} could not be downloaded ({e}). "
                              "Check the URI and that this job's role can read it.") from e
         finally:
-            if not local.exists():
-                tmp.unlink(missing_ok=True)
-        os.replace(tmp, local)
+            tmp.unlink(missing_ok=True)
     return str(local)
 
 

@@ -220,14 +220,20 @@ class S3Storage:
             raise
 
     def download(self, obj: ObjectInfo, dest: Path) -> None:
-        """Download exactly the version listed (If-Match on its ETag): a replaced object
-        fails with `SourceChangedError`."""
-        extra = {"IfMatch": f'"{obj.etag}"'} if obj.etag else {}
+        """Download exactly the version listed: its ETag is checked (If-Match) before and after
+        the transfer, so an object replaced meanwhile fails with `SourceChangedError`."""
+        self._check_unchanged(obj)
         with _s3_errors(self._name(obj.key), "download"):
-            self.client.download_file(self.bucket, self.prefix + obj.key, str(dest), ExtraArgs=extra)
+            self.client.download_file(self.bucket, self.prefix + obj.key, str(dest))
+        self._check_unchanged(obj)
         if obj.size != UNKNOWN_SIZE and dest.stat().st_size != obj.size:
             raise SourceChangedError(f"{self._name(obj.key)} changed since it was listed "
                                      f"({obj.size} -> {dest.stat().st_size} bytes)")
+
+    def _check_unchanged(self, obj: ObjectInfo) -> None:
+        if obj.etag:
+            with _s3_errors(self._name(obj.key), "check"):
+                self.client.head_object(Bucket=self.bucket, Key=self.prefix + obj.key, IfMatch=f'"{obj.etag}"')
 
     def read_bytes(self, key: str) -> bytes:
         with _s3_errors(self._name(key), "read"):

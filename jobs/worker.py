@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vidtrack.jobs.worker")
 
-WORK_ROOT = Path(tempfile.gettempdir()) / "vidtrack-work"
+# Actors' scratch folders (a copy of the video in flight, its outputs before upload).
+WORK_ROOT = Path(os.environ.get("VIDTRACK_WORK_DIR") or Path(tempfile.gettempdir()) / "vidtrack-work")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def test_schema_check_is_real() -> None:
 def test_rayjob_runs_the_job_module() -> None:
     job = yaml.safe_load((INFRA / "rayjob.yaml").read_text())
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
-    assert job["spec"]["entrypoint"].startswith("python -m jobs.run --address auto")
+    assert job["spec"]["entrypoint"].startswith("python -m jobs run --address auto")
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert workers["resources"]["limits"]["nvidia.com/gpu"] == "1"
     text = (INFRA / "rayjob.yaml").read_text().lower()

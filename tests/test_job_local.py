@@ -13,6 +13,7 @@ import pytest
 
 from jobs.cli import EXIT_USAGE, main
 from jobs.layout import DatasetLayout
+from jobs.manifest import DoneMarker, SourceIdentity
 from jobs.plan import DEFAULT_INCLUDE, local_name_for, plan_run, video_id_for
 from jobs.run import EXIT_SOME_FAILED
 from jobs.storage import LocalStorage, StorageError, check_key, matches
@@ -62,10 +63,13 @@ def test_plan_filters_skips_done_and_orders_by_size(tmp_path: Path) -> None:
     old = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     os.utime(src / "old" / "old.mp4", (old, old))
     layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
-    layout.storage.put_bytes(layout.done(video_id_for("c/mid.mp4")), b"{}")
+    mid = next(o for o in LocalStorage(src).list() if o.key == "c/mid.mp4")
+    layout.storage.put_bytes(layout.done(video_id_for("c/mid.mp4")),
+                             DoneMarker(video_id_for(mid.key), mid.key, SourceIdentity.of(mid)).to_bytes())
     plan = plan_run(LocalStorage(src), layout, DEFAULT_INCLUDE, [], datetime(2026, 6, 1, tzinfo=UTC))
-    assert [t.key for t in plan.todo] == ["b/big.mp4", "a/small.mp4"]
+    assert [t.key for t in plan.todo] == ["b/big.mp4", "a/small.mp4"]  # largest first
     assert [t.key for t in plan.done] == ["c/mid.mp4"]
+    assert plan.ignored == {"not a video name (--include)": 1, "older than --modified-since": 1}
 
 
 def test_local_run_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +83,7 @@ def test_local_run_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     dataset = Path(summary["dataset"])
     # the README's one-line reads
     tracks = ds.dataset(dataset / "tracks", format="parquet").to_table()
-    assert tracks.num_rows > 0 and len(set(tracks["video_id"].to_pylist())) <= 3
+    assert tracks.num_rows > 0 and len(list((dataset / "tracks").glob("video_id=*/part-0.parquet"))) == 3
     manifest = ds.dataset(dataset / "manifest", format="parquet").to_table()
     assert sorted(manifest["status"].to_pylist()) == ["failed", "ok", "ok", "ok"]
     import duckdb
@@ -94,9 +98,11 @@ def test_local_run_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     people, dwell = (duckdb.sql(q.replace("out/<params_id>", str(dataset))).fetchall() for q in queries)
     assert people and all(n >= 1 for *_, n in people)
     assert dwell and all(d >= 0 for _, d, _ in dwell)
-    # a rerun with the same parameters processes nothing: done videos and the unchanged broken one are skipped
-    assert main(args) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["skipped"] == 4
+    # a rerun with the same parameters processes nothing: done videos are skipped, and the unchanged
+    # broken one still counts as failed (exit 3), not as skipped
+    assert main(args) == EXIT_SOME_FAILED
+    rerun = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (rerun["skipped"], rerun["failed_before"], rerun["failed"], rerun["ok"]) == (3, 1, 0, 0)
     # the broken file is tried again once it changes, or when asked to
     assert main([*args, "--retry-failed"]) == EXIT_SOME_FAILED
     capsys.readouterr()

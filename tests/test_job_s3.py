@@ -154,9 +154,10 @@ def test_archive_end_to_end(s3: str, archive: dict[str, Path], first_run: RunRes
     assert set(m["source_key"].to_pylist()) == {k.removeprefix("raw/") for k in archive if k.startswith("raw/")}
     cfg = json.loads(_client(s3).get_object(Bucket="results", Key=f"tracks/{pid}/config.json")["Body"].read())
     assert cfg["params_id"] == pid and len(cfg["model"]["sha256"]) == 64
-    # largest videos were scheduled first
-    started = sorted(m.to_pylist(), key=lambda row: row["started_at"])
-    assert started[0]["bytes_in"] >= min(row["bytes_in"] for row in started)
+    # largest videos were scheduled first: the two actors' first videos are the two largest
+    rows = m.to_pylist()
+    first_two = sorted(rows, key=lambda row: row["started_at"])[:2]
+    assert sorted(r["bytes_in"] for r in first_two) == sorted(r["bytes_in"] for r in rows)[-2:]
 
 
 def test_incremental_reruns(s3: str, archive: dict[str, Path], first_run: RunResult) -> None:
@@ -200,7 +201,7 @@ def test_bad_files_become_failed_rows(s3: str, archive: dict[str, Path], first_r
     failed = {a.source_key: a for a in r.attempts if a.status == "failed"}
     assert set(failed) == {"bad/corrupt.mp4", "bad/empty.mp4", "bad/notes.mp4"}
     for key, a in failed.items():
-        assert a.error_class == "VideoError" and f"s3://mixed/raw/{key}" in a.error_message
+        assert a.error_class in ("VideoError", "IncompleteVideoError") and f"s3://mixed/raw/{key}" in a.error_message
         assert a.attempt == 1  # not retried: the video's own fault
     assert "empty" in failed["bad/empty.mp4"].error_message
     m = _manifest(s3, r.dataset, r.run_id)
@@ -229,7 +230,7 @@ def test_killed_actor_is_retried_without_duplicates(s3: str, archive: dict[str, 
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             for p in psutil.process_iter(["cmdline"]):
-                if any("ray::VideoWorker.process" in part for part in (p.info["cmdline"] or [])):
+                if any("ray::VideoWorker.process" in part for part in (p.info["cmdline"] or [])) and _ours(p):
                     time.sleep(1.0)  # well into the video
                     try:
                         os.kill(p.pid, signal.SIGKILL)
@@ -246,7 +247,8 @@ def test_killed_actor_is_retried_without_duplicates(s3: str, archive: dict[str, 
     assert killed, "no actor process was found to kill"
     assert (r.ok, r.failed) == (4, 0)
     lost = [a for a in r.attempts if a.status == "lost"]
-    assert len(lost) == 1 and lost[0].error_class in ("ActorDiedError", "RayActorError", "WorkerCrashedError")
+    assert len(lost) == 1 and lost[0].error_class == "ActorDied"
+    assert any(n in lost[0].error_message for n in ("ActorDiedError", "RayActorError", "WorkerCrashedError"))
     retried = [a for a in r.attempts if a.video_id == lost[0].video_id and a.status == "ok"]
     assert len(retried) == 1 and retried[0].attempt == 2
     keys = _snapshot(s3, "results", f"faults/{r.params_id}/")
@@ -270,12 +272,14 @@ def test_hostile_keys_and_no_secret_leaks(s3: str, archive: dict[str, Path], ray
     assert len(keys[3].encode()) > 1000
     for k in keys:
         c.upload_file(clip, "hostile", k)
+    before = _snapshot(s3, "results", "")
     with caplog.at_level("DEBUG"):
         r = run_job(_spec(s3, "s3://results/hostile/", input="s3://hostile/"))
     assert (r.ok, r.failed) == (len(keys), 0)
     assert not canary_file.exists()
     out = _snapshot(s3, "results", "")
-    assert all(k.startswith(("tracks/", "mixed/", "faults/", "hostile/")) for k in out)
+    assert {k for k in out if out[k] != before.get(k)} and all(
+        k.startswith("hostile/") for k in out if out[k] != before.get(k))  # nothing written elsewhere
     for k in (k for k in out if k.startswith("hostile/")):
         assert ".." not in k.split("/") and "//" not in k and k.isascii() and len(k) < 200
     # the secret appears in no log line, manifest row, config or done marker
@@ -286,6 +290,14 @@ def test_hostile_keys_and_no_secret_leaks(s3: str, archive: dict[str, Path], ray
     for f in ray_logs.rglob("*") if ray_logs.exists() else []:
         if f.is_file():
             assert CANARY.encode() not in f.read_bytes(), f
+
+
+def _ours(p: psutil.Process) -> bool:
+    """A process started by this test session's Ray (not another session's on this machine)."""
+    try:
+        return any(a.pid == os.getpid() for a in p.parents())
+    except psutil.Error:
+        return False
 
 
 def tempfile_root() -> str:
@@ -329,7 +341,7 @@ def test_model_from_s3_is_fetched_and_identified_by_its_bytes(s3: str, archive: 
                             "sha256": hashlib.sha256(MODEL.read_bytes()).hexdigest()}
     missing = _spec(s3, "s3://results/s3model/", input="s3://one/raw/")
     missing.config = load_config(None, [*JOB_OVERRIDES, "detector.model=s3://models/nope.pt"])
-    from tracking.detector import ModelError
+    from tracking.modelref import ModelError
 
     with pytest.raises(ModelError, match=r"s3://models/nope\.pt"):
         run_job(missing)

@@ -1,0 +1,399 @@
+"""Nightly trust (issue 7): the bad nights. Each test is one finding, on real files, a real
+local Ray, real signals sent to a real driver process; none of them passes on vidtrack 0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from jobs.config import load_config
+from jobs.layout import DatasetLayout
+from jobs.manifest import MANIFEST_SCHEMA, Attempt, DoneMarker, SourceIdentity, Status
+from jobs.plan import DEFAULT_INCLUDE, plan_run, video_id_for
+from jobs.run import JobSpec, check_resources, run_job
+from jobs.storage import LocalStorage, printable
+from tests.conftest import JOB_OVERRIDES, MODEL, REPO, VIDEOS, make_archive_clips, write_video
+from tracking.modelref import file_sha256
+from tracking.video import IncompleteVideoError, VideoReader
+
+pytestmark = pytest.mark.skipif(not MODEL.exists(), reason=f"needs the shared model {MODEL}")
+
+
+@pytest.fixture(scope="module")
+def nightly_ray() -> Iterator[None]:
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def _frames(n: int, src: Path = VIDEOS / "car-detection.mp4") -> list[np.ndarray]:
+    out = []
+    with av.open(str(src)) as c:
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="bgr24"))
+            if len(out) == n:
+                break
+    return out
+
+
+def _faststart_mp4(path: Path, frames: list[np.ndarray]) -> Path:
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def _cut(path: Path, dst: Path, fraction: float = 0.5) -> Path:
+    data = path.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst
+
+
+def _spec(inp: Path, out: Path, *extra: str, **kw: object) -> JobSpec:
+    spec = JobSpec(input=str(inp), output=str(out), config=load_config(None, [*JOB_OVERRIDES, *extra]),
+                   actors=1, progress=False, backoff_seconds=0.1)
+    for k, v in kw.items():
+        setattr(spec, k, v)
+    return spec
+
+
+def _params_id(*extra: str) -> str:
+    return load_config(None, [*JOB_OVERRIDES, *extra]).params_id(file_sha256(MODEL))
+
+
+def _manifest_rows(dataset: Path) -> list[dict[str, object]]:
+    return [r for f in sorted(dataset.glob("manifest/*/*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
+# -- 1. incomplete videos are never ok ------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["faststart-mp4", "matroska"])
+def test_truncated_video_fails_decoded_vs_declared(kind: str, tmp_path: Path) -> None:
+    frames = _frames(60)
+    if kind == "faststart-mp4":
+        full = _faststart_mp4(tmp_path / "full.mp4", frames)
+    else:
+        full = write_video(tmp_path / "full.mkv", frames, fps=25, container_format="matroska")
+    with VideoReader(full) as r:
+        assert sum(1 for _ in r) == 60  # the whole file passes
+    cut = _cut(full, tmp_path / f"cut{full.suffix}")
+    with VideoReader(cut) as r, pytest.raises(IncompleteVideoError, match=r"cut\.(mp4|mkv)"):
+        for _ in r:
+            pass
+
+
+def test_shared_videos_are_complete() -> None:
+    """No false alarm on real files: every shared video decodes to what it declares."""
+    for p in sorted(VIDEOS.glob("*.mp4")):
+        with VideoReader(p) as r:
+            assert sum(1 for _ in r) == r.info.frame_count > 0
+
+
+def test_truncated_video_in_a_run_is_failed_and_unpublished(nightly_ray: None, tmp_path: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _cut(_faststart_mp4(tmp_path / "whole.mp4", _frames(40)), inp / "cut.mp4", 0.6)
+    r = run_job(_spec(inp, tmp_path / "out"))
+    assert (r.ok, r.failed, r.exit_code) == (0, 1, EXIT_SOME_FAILED)
+    (row,) = [a for a in r.attempts if a.attempt == 1]
+    assert row.error_class == "IncompleteVideoError" and "cut.mp4" in row.error_message
+    assert any(w in row.error_message for w in ("declares", "truncated"))
+    dataset = tmp_path / "out" / r.params_id
+    assert not list(dataset.glob("_done/*")) and not list(dataset.glob("tracks/*/*")) and not list(
+        dataset.glob("videos/*"))
+    assert list(dataset.glob("_failed/*.json"))
+
+
+# -- 2. markers carry the source's identity -----------------------------------------------
+
+def test_changed_source_is_processed_again(nightly_ray: None, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    clips = make_archive_clips(inp, 2, 6)
+    first = run_job(_spec(inp, out))
+    assert (first.ok, first.exit_code) == (2, EXIT_OK)
+    done_path = out / first.params_id / "_done" / f"{video_id_for('clip00.mp4')}.json"
+    assert DoneMarker.from_bytes(done_path.read_bytes()).source == SourceIdentity.of(
+        next(o for o in LocalStorage(inp).list() if o.key == "clip00.mp4"))
+    # the completed version of a file replaces the one processed last night (same name, other bytes)
+    write_video(clips[0], _frames(9, VIDEOS / "one-by-one-person-detection.mp4"), fps=25)
+    second = run_job(_spec(inp, out))
+    assert (second.ok, second.skipped) == (1, 1)
+    marker = DoneMarker.from_bytes(done_path.read_bytes())
+    assert marker.frames == 9 and marker.source is not None and marker.source.size == clips[0].stat().st_size
+    tracks = pq.read_table(out / first.params_id / "tracks" / f"video_id={video_id_for('clip00.mp4')}"
+                           / "part-0.parquet")
+    assert tracks.num_rows == marker.rows and max(tracks["frame_index"].to_pylist(), default=0) <= 8
+    # a file that failed is processed again once it is replaced by a good one, without --retry-failed
+    bad = inp / "late.mp4"
+    bad.write_bytes(b"\x00" * 500)
+    assert run_job(_spec(inp, out)).failed == 1
+    assert run_job(_spec(inp, out)).failed_before == 1  # unchanged: still failed, not skipped
+    write_video(bad, _frames(5), fps=25)
+    assert run_job(_spec(inp, out)).ok == 1
+    assert not (out / first.params_id / "_failed" / f"{video_id_for('late.mp4')}.json").exists()
+
+
+def test_markers_of_vidtrack_0_1_are_still_understood(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.mp4").write_bytes(b"x" * 10)
+    (src / "b.mp4").write_bytes(b"y" * 10)
+    obj = {o.key: o for o in LocalStorage(src).list()}
+    layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
+    # 0.1 failure marker: size and mtime at the top level
+    layout.storage.put_bytes(layout.failed(video_id_for("a.mp4")), json.dumps(
+        {"video_id": video_id_for("a.mp4"), "source_key": "a.mp4", "size": 10,
+         "modified": obj["a.mp4"].modified.isoformat(), "error_class": "VideoError", "error_message": "bad",
+         "attempt": 1, "at": "2026-01-01T00:00:00+00:00"}).encode())
+    # 0.1 done marker: no identity; the source was modified after it was written -> changed
+    layout.storage.put_bytes(layout.done(video_id_for("b.mp4")), json.dumps(
+        {"video_id": video_id_for("b.mp4"), "source_key": "b.mp4", "frames": 3,
+         "finished_at": "2000-01-01T00:00:00+00:00"}).encode())
+    plan = plan_run(LocalStorage(src), layout, ["*.mp4"], [])
+    assert [t.key for t, _ in plan.failed_before] == ["a.mp4"]
+    assert [t.key for t in plan.todo] == ["b.mp4"] and plan.todo[0].replaces
+
+
+# -- 3. infrastructure failures are retried, not remembered as the video's ------------------
+
+def test_blocked_output_is_retryable_and_leaves_nothing(nightly_ray: None, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 1, 6)
+    pid = _params_id()
+    (out / pid).mkdir(parents=True)
+    (out / pid / "tracks").write_text("a file where a folder must go")  # the tracks upload fails
+    r = run_job(_spec(inp, out, max_attempts=2))
+    assert (r.ok, r.failed, r.outstanding, r.exit_code) == (0, 0, 1, EXIT_INCOMPLETE)
+    rows = [a for a in r.attempts if a.attempt > 0]
+    assert [a.status for a in rows] == ["retryable", "retryable"]  # retried within the run, then left
+    assert all(a.error_stage == "publish" for a in rows)
+    assert not list((out / pid).glob("_failed/*")) and not list((out / pid).glob("videos/*.mp4"))
+    assert not list((out / pid).glob("_done/*")) and not list(out.rglob("*.partial"))
+    (out / pid / "tracks").unlink()  # the storage is fixed: the next run picks it up by itself
+    again = run_job(_spec(inp, out))
+    assert (again.ok, again.exit_code) == (1, EXIT_OK)
+
+
+def test_circuit_breaker_stops_dispatching(nightly_ray: None, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 5, 4)
+    pid = _params_id()
+    (out / pid).mkdir(parents=True)
+    (out / pid / "videos").write_text("blocked")
+    r = run_job(_spec(inp, out, max_attempts=1, breaker_threshold=2))
+    attempted = [a for a in r.attempts if a.status == Status.RETRYABLE]
+    cancelled = [a for a in r.attempts if a.status == Status.CANCELLED]
+    assert len(attempted) == 2 and len(cancelled) == 3  # not every remaining video computed for nothing
+    assert all("circuit breaker" in a.error_message for a in cancelled)
+    assert r.exit_code == EXIT_INCOMPLETE
+
+
+def test_upload_error_leaves_no_partial_file(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "out")
+    with pytest.raises(OSError):
+        store.upload(Path("/proc/self/mem"), "a/b.bin")  # opens, then fails to read: a real I/O error
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+# -- 4. empty success is a usage error; 5/7. clear causes, nothing written ------------------
+
+@pytest.mark.parametrize("case", ["missing", "file", "empty", "no-videos"])
+def test_nothing_to_do_because_of_the_input_is_a_usage_error(case: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    inp = tmp_path / "in"
+    if case == "file":
+        inp.write_bytes(b"x")
+    elif case in ("empty", "no-videos"):
+        inp.mkdir()
+        if case == "no-videos":
+            (inp / "notes.txt").write_text("hello")
+    rc = main(["run", "--input", str(inp), "--output", str(tmp_path / "out"), "--set", f"detector.model={MODEL}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == EXIT_USAGE and len(err.splitlines()) == 1 and str(inp) in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--actors", "0"], "--actors"), (["--actors", "-1"], "--actors"), (["--cpus-per-actor", "0"], "--cpus-per-actor"),
+    (["--modified-since", "yesterday"], "not a date"), (["--max-attempts", "0"], "--max-attempts"),
+])
+def test_bad_flags_are_one_line_usage_errors(args: list[str], message: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == EXIT_USAGE and len(err.splitlines()) == 1 and message in err
+    assert "_utc_datetime" not in err and "_positive" not in err
+
+
+def test_output_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_archive_clips(tmp_path / "in", 1, 3)
+    (tmp_path / "out").write_text("x")
+    rc = main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+               "--set", f"detector.model={MODEL}"])
+    assert rc == EXIT_USAGE and "is a file" in capsys.readouterr().err
+
+
+def test_unsatisfiable_resources_fail_at_once_not_hang() -> None:
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}]
+    check_resources(1, 0, nodes)
+    with pytest.raises(ValueError, match="--gpus-per-actor 1"):
+        check_resources(1, 1, nodes)
+    with pytest.raises(ValueError, match="--cpus-per-actor 3"):
+        check_resources(3, 0, nodes)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--gpus-per-actor", "1"], "no node of the Ray cluster"),
+    (["--set", "detector.classes=['persn']"], "'persn' is not a class"),
+    (["--set", "detector.device=cuda"], "CUDA is not available"),
+    (["--set", "detector.model=NOTAMODEL"], "model.pt"),
+])
+def test_start_errors_show_their_cause_before_any_output(extra: list[str], message: str, nightly_ray: None,
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_archive_clips(tmp_path / "in", 1, 3)
+    if "NOTAMODEL" in extra[-1]:
+        bad = tmp_path / "model.pt"
+        bad.write_bytes(b"PK\x03\x04 this is not a model")
+        extra = ["--set", f"detector.model={bad}"]
+    t0 = time.monotonic()
+    rc = main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--no-progress",
+               *[a for o in JOB_OVERRIDES for a in ("--set", o)], *extra])
+    err = capsys.readouterr().err
+    assert rc == EXIT_USAGE and message in err, err
+    assert time.monotonic() - t0 < 120
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("config.json"))
+
+
+# -- 6. records survive signals and a killed driver -----------------------------------------
+
+def _driver(tmp_path: Path, inp: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VIDTRACK_WORK_DIR": str(tmp_path / "work"), "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "jobs", "run", "--input", str(inp), "--output", str(out), "--no-progress",
+            "--actors", "1", *[a for o in JOB_OVERRIDES for a in ("--set", o)], *extra]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def _wait_for(pred: object, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 6, 20)
+    proc = _driver(tmp_path, inp, out, "--grace-seconds", "0")
+    _wait_for(lambda: any(out.glob("*/_done/*.json")) and any((tmp_path / "work").glob("*/a*")))
+    proc.send_signal(sig)
+    output = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 128 + sig, output
+    (dataset,) = out.iterdir()
+    rows = _manifest_rows(dataset)
+    done = len(list(dataset.glob("_done/*.json")))
+    assert sum(r["status"] == "ok" for r in rows) == done >= 1
+    assert len({r["video_id"] for r in rows}) == 6  # every planned video has a row
+    assert {r["status"] for r in rows} <= {"ok", "cancelled"} and any(r["status"] == "cancelled" for r in rows)
+    assert not list((dataset / "_journal").rglob("*.json")) if (dataset / "_journal").exists() else True
+    assert not [p for p in (tmp_path / "work").rglob("*") if p.is_file()]  # no copy of a source left
+    assert not list(out.rglob("*.partial"))
+    # the next run picks up exactly the cancelled videos
+    again = _driver(tmp_path, inp, out)
+    assert again.wait(timeout=300) == EXIT_OK
+
+
+def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 4, 12)
+    proc = _driver(tmp_path, inp, out)
+    _wait_for(lambda: len(list(out.glob("*/_done/*.json"))) >= 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    (dataset,) = out.iterdir()
+    journaled = list(dataset.glob("_journal/*/*.json"))
+    assert len(journaled) >= 2 and not list(dataset.glob("manifest/*"))
+    killed_run = journaled[0].parent.name
+    assert _driver(tmp_path, inp, out).wait(timeout=300) == EXIT_OK  # also recovers the killed run's records
+    recovered = pq.read_table(dataset / "manifest" / killed_run / "part-0.parquet")
+    assert recovered.num_rows == len(journaled) and set(recovered["status"].to_pylist()) == {"ok"}
+    assert not list(dataset.glob("_journal/*/*.json"))
+
+
+def test_manifest_that_cannot_be_written_is_kept_locally(nightly_ray: None, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 1, 4)
+    pid = _params_id()
+    (out / pid).mkdir(parents=True)
+    (out / pid / "manifest").write_text("blocked")
+    r = run_job(_spec(inp, out))
+    assert r.ok == 1 and r.manifest == "" and r.exit_code == EXIT_INCOMPLETE
+    local = Path(os.environ.get("TMPDIR", "/tmp")) / f"vidtrack-manifest-{r.run_id}.parquet"
+    assert pq.read_table(local).num_rows == 1
+    local.unlink()
+
+
+def test_manifest_schema_is_the_row_type() -> None:
+    from dataclasses import fields
+
+    assert MANIFEST_SCHEMA.names == [f.name for f in fields(Attempt)]
+    assert {s.value for s in Status} == {"ok", "failed", "retryable", "lost", "cancelled", "skipped"}
+
+
+# -- 8/10. names and listing ----------------------------------------------------------------
+
+def test_listing_is_case_insensitive_follows_links_and_counts_the_rest(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "cam").mkdir(parents=True)
+    for name in ("A.MKV", "b.Mp4", "c.ts", "d.mts", "e.MTS", "notes.txt", "f.mp4.tmp"):
+        (src / "cam" / name).write_bytes(b"x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "g.mp4").write_bytes(b"x")
+    (src / "linked.mp4").symlink_to(elsewhere / "g.mp4")
+    (src / "linkdir").symlink_to(elsewhere, target_is_directory=True)
+    (src / "loop").symlink_to(src, target_is_directory=True)
+    (src / "broken.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    plan = plan_run(LocalStorage(src), DatasetLayout(LocalStorage(tmp_path / "out"), "p"),
+                    DEFAULT_INCLUDE, [])
+    assert sorted(t.key for t in plan.todo) == ["cam/A.MKV", "cam/b.Mp4", "cam/c.ts", "cam/d.mts", "cam/e.MTS",
+                                                "linkdir/g.mp4", "linked.mp4"]
+    assert plan.ignored == {"not a video name (--include)": 2, "symlink loop": 1, "broken symlink or unreadable": 1}
+
+
+def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(nightly_ray: None, tmp_path: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    clip = make_archive_clips(tmp_path / "clips", 1, 4)[0]
+    bad_name = os.fsdecode(b"caf\xe9-cam.mp4")  # Latin-1 bytes from another system
+    os.link(clip, inp / bad_name)
+    (inp / "ok.mp4").write_bytes(clip.read_bytes())
+    r = run_job(_spec(inp, tmp_path / "out"))
+    assert (r.ok, r.failed) == (2, 0)
+    keys = {a.source_key for a in r.attempts}
+    assert keys == {"caf\\xe9-cam.mp4", "ok.mp4"} and printable(bad_name) == "caf\\xe9-cam.mp4"
