@@ -45,7 +45,7 @@ log = logging.getLogger("vidtrack." + __name__)
 REPORT_NAME = "report.html"
 SHORT_TRACK_S = 1.0  # a track seen for less than this many seconds is "short" (its share per video: ID churn)
 MAX_TABLE_ROWS = 200  # rows per table on the page; the rest is counted and the SQL to list it shown
-STAGE_ORDER = ("decode", "detect", "embed", "track", "write", "encode")
+STAGE_ORDER = ("fetch", "decode", "detect", "embed", "track", "write", "encode", "publish")
 STATUS_ORDER = ("ok", "failed", "lost", "skipped")
 
 # The manifest columns the report relies on (README "Output dataset"); anything else is optional.

@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 
 WIDTH_IN = 6.4  # figure width, inches (scaled to the page's column width)
 BAR_IN = 0.24  # height per bar in horizontal bar charts, inches
-CLIP_QUANTILE = 0.99  # histograms put values above this quantile of theirs into the last bin
+CLIP_QUANTILE = 0.99  # histograms put values above this quantile of theirs into the last bin...
+CLIP_MIN_VALUES = 100  # ...when they have at least this many values
 LABEL_CHARS = 28  # longer bar labels are shortened in the middle
 STYLE: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "vidtrack", "font.size": 9, "axes.spines.top": False,
          "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold", "figure.dpi": 72}
@@ -70,10 +71,10 @@ def stacked_barh(name: str, title: str, labels: Sequence[str], parts: Sequence[s
         if len(labels):
             ax.set_yticks(range(len(labels)), [_short(x) for x in labels])
             ax.invert_yaxis()
-            ax.legend(ncols=min(len(parts), 6), loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
         else:
             _no_data(ax)
-        ax.set_title(title, loc="left", pad=22 if len(labels) else 6)
+        ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         return _svg(fig, name)
 
@@ -102,7 +103,7 @@ def histogram(name: str, title: str, values: np.ndarray, xlabel: str, bins: int 
         if len(values):
             med = float(np.median(values))
             top = float(np.quantile(values, CLIP_QUANTILE))
-            if xlim is None and top < values.max():
+            if xlim is None and len(values) >= CLIP_MIN_VALUES and top < values.max():
                 values = np.minimum(values, top)
                 xlabel += f" (above {_num(top)}: in the last bin)"
             ax.hist(values, bins=bins, range=xlim, color=PALETTE[0], edgecolor="white", linewidth=0.5)
