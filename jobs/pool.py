@@ -112,6 +112,19 @@ class ActorPool:
         self._idle.append(actor)
         return Finished(task, attempt, row)
 
+    def frames_in_flight(self, timeout: float = 0.5) -> int:
+        """Frames processed so far by the videos in flight, over all actors (0 for an actor
+        that does not answer within `timeout`)."""
+        refs = [actor.frames_done.remote() for actor, _, _ in self._busy.values()]
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout) if refs else ([], [])
+        total = 0
+        for ref in done:
+            try:
+                total += int(self._ray.get(ref))
+            except Exception as e:  # a dying actor: its video's frames show up when it is retried
+                log.debug("no progress from an actor: %s", first_line(e))
+        return total
+
     def cancel_in_flight(self) -> list[tuple[VideoTask, int]]:
         """Stop the videos in flight by killing their actors (their scratch folders are removed
         here when on this node, else by the next actor that starts there)."""

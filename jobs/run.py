@@ -37,6 +37,7 @@ log = logging.getLogger("vidtrack.jobs.run")
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INCOMPLETE = 0, 2, 3, 4
 EXIT_SIGNAL_BASE = 128  # 130 after SIGINT, 143 after SIGTERM
+PROGRESS_EVERY_S = 2.0  # how often the progress bar asks the actors for frames done
 
 
 class UsageError(ValueError):
@@ -148,7 +149,7 @@ def run_job(spec: JobSpec) -> RunResult:
         layout.write_config(config_document(spec, params_id, model.sha256))
         return _finish(plan, journal, result, t0)
     with _ray_session(spec), _signals_to_flag() as stop:
-        pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo))
+        pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo), run_id)
         try:  # from here on, whatever happens, the manifest is written
             layout.write_config(config_document(spec, params_id, model.sha256))
             _recover_earlier_runs(layout)
@@ -260,7 +261,8 @@ def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> No
                      f"--gpus-per-actor {gpus:g} (nodes: {have})")
 
 
-def _start_pool(spec: JobSpec, source: Storage, dest: Storage, params_id: str, model_sha: str, videos: int) -> Any:
+def _start_pool(spec: JobSpec, source: Storage, dest: Storage, params_id: str, model_sha: str, videos: int,
+                run_id: str) -> Any:
     """Actors started and the first one ready, or StartError with the real cause."""
     import ray
 
@@ -269,10 +271,11 @@ def _start_pool(spec: JobSpec, source: Storage, dest: Storage, params_id: str, m
 
     check_resources(spec.cpus_per_actor, spec.gpus_per_actor, ray.nodes())
     actor_cls = ray.remote(VideoWorker).options(
-        num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=0, max_concurrency=1)
+        # two threads: `process` runs one video while `frames_done` answers the progress poll
+        num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=0, max_concurrency=2)
     threads = max(1, int(spec.cpus_per_actor))
     pool = ActorPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, params_id, model_sha,
-                                              spec.endpoint_url, threads))
+                                              spec.endpoint_url, threads, run_id))
     pool.add(min(_actor_count(spec, ray.cluster_resources()), videos))
     try:
         _wait_first_ready(pool, spec.start_timeout)
@@ -337,6 +340,7 @@ class Pool(Protocol):
     def submit(self, task: VideoTask, attempt: int) -> None: ...
     def wait(self, timeout: float) -> list[Event]: ...
     def cancel_in_flight(self) -> list[tuple[VideoTask, int]]: ...
+    def frames_in_flight(self, timeout: float = 0.5) -> int: ...
 
 
 class Dispatcher:
@@ -359,6 +363,7 @@ class Dispatcher:
         self.breaker: str = ""  # why dispatching stopped
         self.grace_until: float | None = None
         self.no_actor_since: float | None = None
+        self.started = self.next_progress = clock()
         self.bar: Any = None
 
     def run(self, todo: list[VideoTask]) -> None:
@@ -373,6 +378,7 @@ class Dispatcher:
                 for ev in self.pool.wait(timeout=self._wait_timeout()):
                     self._handle(ev)
                 self._check_alive()
+                self._show_progress()
         except BaseException as e:  # a second signal, or no actor left: record what was in flight
             self._cancel_in_flight(f"in flight when the run stopped ({e.__class__.__name__}: {e})")
             self.breaker = self.breaker or f"the run stopped ({e.__class__.__name__}: {e})"
@@ -384,6 +390,16 @@ class Dispatcher:
                 self._final(self._row(task, attempt, Status.CANCELLED, "NotAttempted", f"not dispatched: {why}"))
             self.queue.clear()
             self.result.interrupted_by = self.stop[0] if self.stop else 0
+
+    def _show_progress(self) -> None:
+        """Frames over all actors (finished videos and the ones in flight), every few seconds."""
+        if self.clock() < self.next_progress:
+            return
+        self.next_progress = self.clock() + PROGRESS_EVERY_S
+        frames = self.result.frames + self.pool.frames_in_flight()
+        elapsed = max(1e-6, self.clock() - self.started)
+        self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding,
+                             frames=frames, fps=f"{frames / elapsed:.1f}")
 
     def _cancel_in_flight(self, why: str) -> None:
         for task, attempt in self.pool.cancel_in_flight():

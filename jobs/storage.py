@@ -14,12 +14,15 @@ arguments, logged or written anywhere.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import shutil
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,10 @@ UNKNOWN_SIZE = -1  # an ObjectInfo made without listing: download it without che
 
 class StorageError(RuntimeError):
     """Storage could not be listed, read or written. Names the object, never credentials."""
+
+
+class LeaseHeld(RuntimeError):
+    """Another run holds the lease on this video: it is being processed right now."""
 
 
 class SourceChangedError(StorageError):
@@ -70,6 +77,7 @@ class Storage(Protocol):
     def upload(self, src: Path, key: str) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
+    def lease(self, key: str, owner: str, ttl: float) -> AbstractContextManager[Callable[[], None]]: ...
 
 
 def check_key(key: str) -> str:
@@ -152,6 +160,29 @@ class LocalStorage:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         write_bytes_atomic(self._path(key), data)
+
+    @contextmanager
+    def lease(self, key: str, owner: str, ttl: float) -> Iterator[Callable[[], None]]:
+        """An exclusive lock on `key` held while the block runs (fcntl.flock: the kernel drops it
+        when the holder dies, so it never needs to expire; `ttl` is for stores that lack this).
+        Raises LeaseHeld naming the holder. The lock file stays (a later holder reuses it)."""
+        import fcntl
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                raise LeaseHeld(f"{key} is held by {f.read().strip() or 'another process'}") from None
+            f.truncate(0)
+            f.write(owner + "\n")
+            f.flush()
+            try:
+                yield lambda: None  # a held flock cannot be lost
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def delete(self, key: str) -> None:
         """Remove the file and the folders it leaves empty (up to the root)."""
@@ -251,9 +282,81 @@ class S3Storage:
         with _s3_errors(self._name(key), "write"):
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data)
 
+    @contextmanager
+    def lease(self, key: str, owner: str, ttl: float) -> Iterator[Callable[[], None]]:
+        """Held while the block runs; see `_S3Lease`. Raises LeaseHeld naming the holder. The
+        yielded function raises StorageError if a renewal failed (call it before publishing)."""
+        lease = _S3Lease(self, key, owner, ttl)
+        with _s3_errors(self._name(key), "lease"):
+            lease.acquire()
+        renewer = threading.Thread(target=lease.renew_forever, name="vidtrack-lease", daemon=True)
+        renewer.start()
+        try:
+            yield lease.check
+        finally:
+            try:
+                lease.release()
+            except Exception as e:  # it expires by itself; the attempt's outcome stands
+                log.warning("could not release lease %s (%s: %s); it expires in %.0f s", self._name(key),
+                            e.__class__.__name__, e, ttl)
+            renewer.join(timeout=5)
+
     def delete(self, key: str) -> None:
         with _s3_errors(self._name(key), "delete"):
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+
+
+class _S3Lease:
+    """A lease object: created only if absent (If-None-Match: *), taken over only when expired
+    and unchanged since read (If-Match on its ETag), renewed every ttl/3 by a thread (If-Match),
+    deleted at the end. A renewal that fails marks the lease lost (`check()` raises)."""
+
+    def __init__(self, store: S3Storage, key: str, owner: str, ttl: float) -> None:
+        self.store, self.key, self.owner, self.ttl = store, store.prefix + check_key(key), owner, ttl
+        self.etag, self.lost = "", ""
+        self._stop = threading.Event()
+
+    def _body(self) -> bytes:
+        return json.dumps({"owner": self.owner, "expires": time.time() + self.ttl}).encode()
+
+    def _put(self, **cond: str) -> str:
+        r = self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=self._body(), **cond)
+        return str(r["ETag"])
+
+    def acquire(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.etag = self._put(IfNoneMatch="*")
+            return
+        except ClientError as e:
+            if _code(e) not in ("PreconditionFailed", "412"):
+                raise
+        held = self.store.client.get_object(Bucket=self.store.bucket, Key=self.key)
+        info = json.loads(held["Body"].read() or b"{}")
+        if float(info.get("expires", 0)) > time.time():
+            raise LeaseHeld(f"{self.store._name(self.key[len(self.store.prefix):])} is held by {info.get('owner')}")
+        try:
+            self.etag = self._put(IfMatch=held["ETag"])  # expired: take it over, unless someone else just did
+        except ClientError as e:
+            raise LeaseHeld(f"{self.key}: taken over by another run just now") from e
+
+    def renew_forever(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.etag = self._put(IfMatch=self.etag)
+            except Exception as e:  # lost: the attempt must not publish
+                self.lost = f"lease {self.key} lost ({e.__class__.__name__}: {e})"
+                return
+
+    def check(self) -> None:
+        if self.lost:
+            raise StorageError(self.lost)
+
+    def release(self) -> None:
+        self._stop.set()
+        if not self.lost:
+            self.store.client.delete_object(Bucket=self.store.bucket, Key=self.key)
 
 
 def _code(e: Exception) -> str:

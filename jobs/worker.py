@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from jobs.layout import DatasetLayout
 from jobs.manifest import Attempt, DoneMarker, FailedMarker, Status, now_iso
 from jobs.modelref import fetch_model
 from jobs.plan import VideoTask, local_name_for
-from jobs.storage import Storage, open_storage
+from jobs.storage import LeaseHeld, Storage, open_storage
 from tracking.config import ConfigError, PipelineConfig
 from tracking.modelref import ModelError, file_sha256
 from tracking.video import VideoError
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vidtrack.jobs.worker")
 
 # Actors' scratch folders (a copy of the video in flight, its outputs before upload).
+LEASE_TTL_S = 300.0  # an S3 lease left by a dead actor expires after this; renewed every TTL/3 while held
 WORK_ROOT = Path(os.environ.get("VIDTRACK_WORK_DIR") or Path(tempfile.gettempdir()) / "vidtrack-work")
 
 
@@ -69,14 +70,17 @@ class VideoWorker:
     it behind "actor died in its creation task"): `ready()` reports it."""
 
     def __init__(self, cfg: PipelineConfig, source_uri: str, output_uri: str, params_id: str,
-                 model_sha256: str, endpoint_url: str | None = None, threads: int | None = None) -> None:
+                 model_sha256: str, endpoint_url: str | None = None, threads: int | None = None,
+                 run_id: str = "") -> None:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.owner = f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
         self.workdir = _claim_workdir(self.node_id)
         self.source: Storage = open_storage(source_uri, endpoint_url)
         self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
         self.params_id = params_id
+        self._frames_done = 0
         self.start_error, self.usage_error = "", False
         try:
             self._load(cfg, model_sha256, endpoint_url, threads)
@@ -102,7 +106,16 @@ class VideoWorker:
     def ready(self) -> ActorInfo:
         return ActorInfo(self.node_id, os.getpid(), str(self.workdir), self.start_error, self.usage_error)
 
+    def frames_done(self) -> int:
+        """Frames of the video in flight processed so far (the actor is threaded: this answers
+        while `process` runs), so the driver's progress moves inside an hour-long video."""
+        return self._frames_done
+
+    def _count_frames(self, n: int) -> None:
+        self._frames_done = n
+
     def process(self, task: VideoTask, attempt: int) -> Attempt:
+        self._frames_done = 0
         started, t0 = now_iso(), time.perf_counter()
         row = Attempt(task.video_id, task.name, attempt, Status.RETRYABLE, node_id=self.node_id,
                       worker_pid=os.getpid(), started_at=started, bytes_in=task.size,
@@ -117,6 +130,13 @@ class VideoWorker:
         return row
 
     def _attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt) -> None:
+        """One run at a time per video: concurrent runs on one output skip what another holds."""
+        lease_key = self.layout.lease(task.video_id)
+        with _stage("lease"), self.layout.storage.lease(lease_key, self.owner, LEASE_TTL_S) as still_held:
+            self._leased_attempt(task, attempt, tmp, row, still_held)
+
+    def _leased_attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt,
+                        still_held: Callable[[], None]) -> None:
         from tracking.pipeline import VideoOutputs, process_video
 
         local = tmp / local_name_for(task.key)
@@ -131,13 +151,14 @@ class VideoWorker:
         with _stage("process"):
             try:
                 summary = process_video(local, outputs, self.cfg, self.models, video_id=task.video_id,
-                                        params_id=self.params_id)
+                                        params_id=self.params_id, on_frames=self._count_frames)
             except VideoError as e:  # name the source, not our temp copy
                 raise type(e)(self._source_name(task), e.reason.replace(str(local), task.name)) from e
         row.frames, row.rows = summary.frames, summary.rows
-        row.frames_declared = int(getattr(summary, "frames_declared", 0) or 0)
+        row.frames_declared = summary.frames_declared
         t = time.perf_counter()
         with _stage("publish"):
+            still_held()  # a lease lost while processing (renewals failed): another run may own it now
             self._publish(task, attempt, outputs, summary, row)
         row.stage_seconds = json.dumps({"fetch": round(fetch_s, 3), **summary.stage_seconds,
                                         "publish": round(time.perf_counter() - t, 3)}, sort_keys=True)
@@ -174,11 +195,11 @@ class VideoWorker:
     def _record_failure(self, task: VideoTask, row: Attempt, err: _StageError) -> None:
         cause = err.cause
         own = isinstance(cause, VideoError)
-        row.status = Status.FAILED if own else Status.RETRYABLE
+        row.status = Status.FAILED if own else Status.CANCELLED if isinstance(cause, LeaseHeld) else Status.RETRYABLE
         row.error_class, row.error_stage = cause.__class__.__name__, err.stage
         row.error_message = str(cause)[:2000]
         log.warning("video %s %s in %s: %s: %s", task.name, row.status, err.stage, row.error_class, row.error_message)
-        if not own:
+        if not own:  # the video may be fine: leave no trace that would make it look failed or done
             return
         self._remove_outputs(task)
         marker = FailedMarker(task.video_id, task.name, task.identity, error_class=row.error_class,

@@ -40,3 +40,19 @@ def test_bad_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["track", str(bad), "--out", str(out), "--set", f"detector.model={MODEL}"]) == EXIT_USAGE
     assert str(bad) in capsys.readouterr().err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_help_and_the_driver_import_no_torch() -> None:
+    """`vidtrack --help`, `vidtrack run --help` and the Ray driver's modules stay light: no torch,
+    no ultralytics (a fresh interpreter, so nothing else imported them first)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom jobs.cli import main\n"
+            "for argv in (['--help'], ['run', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "import jobs.run, jobs.pool, jobs.worker, jobs.manifest, jobs.modelref\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'ultralytics', 'deep_sort_realtime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert "HEAVY []" in out and "--input" in out

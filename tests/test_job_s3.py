@@ -345,3 +345,43 @@ def test_model_from_s3_is_fetched_and_identified_by_its_bytes(s3: str, archive: 
 
     with pytest.raises(ModelError, match=r"s3://models/nope\.pt"):
         run_job(missing)
+
+
+def test_s3_lease_is_exclusive_expires_and_is_released(s3: str) -> None:
+    from jobs.storage import LeaseHeld
+
+    c = _client(s3)
+    c.create_bucket(Bucket="leases")
+    store = S3Storage("s3://leases/ds/", s3)
+    with store.lease("p/_lease/v.json", "run A", 60) as held:
+        held()
+        with pytest.raises(LeaseHeld, match="run A"), S3Storage("s3://leases/ds/", s3).lease("p/_lease/v.json",
+                                                                                            "run B", 60):
+            pass
+    assert "Contents" not in c.list_objects_v2(Bucket="leases", Prefix="ds/p/_lease/")  # released
+    # a lease left by a dead holder expires and is taken over
+    c.put_object(Bucket="leases", Key="ds/p/_lease/w.json",
+                 Body=json.dumps({"owner": "dead run", "expires": time.time() - 1}).encode())
+    with store.lease("p/_lease/w.json", "run C", 60):
+        body = json.loads(c.get_object(Bucket="leases", Key="ds/p/_lease/w.json")["Body"].read())
+        assert body["owner"] == "run C"
+
+
+def test_s3_usage_errors_and_changed_objects(s3: str, archive: dict[str, Path], ray_local: None,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.cli import EXIT_USAGE, main
+
+    base = ["--output", "s3://results/usage/", "--s3-endpoint-url", s3, "--no-progress",
+            *[a for o in JOB_OVERRIDES for a in ("--set", o)]]
+    assert main(["run", "--input", "s3://no-such-bucket-here/raw/", *base]) == EXIT_USAGE
+    assert "no-such-bucket-here" in capsys.readouterr().err
+    assert main(["run", "--input", "s3://archive/raww/", *base]) == EXIT_USAGE  # a mistyped prefix
+    assert "holds no objects" in capsys.readouterr().err
+    c = _client(s3)
+    c.create_bucket(Bucket="changing")
+    c.upload_file(str(archive["_extra"]), "changing", "raw/cam.mp4")
+    first = run_job(_spec(s3, "s3://results/changing/", input="s3://changing/raw/"))
+    assert first.ok == 1
+    c.upload_file(str(archive["_extra2"]), "changing", "raw/cam.mp4")  # re-uploaded: another ETag
+    again = run_job(_spec(s3, "s3://results/changing/", input="s3://changing/raw/"))
+    assert (again.ok, again.skipped) == (1, 0)

@@ -23,7 +23,7 @@ from jobs.layout import DatasetLayout
 from jobs.manifest import MANIFEST_SCHEMA, Attempt, DoneMarker, SourceIdentity, Status
 from jobs.plan import DEFAULT_INCLUDE, plan_run, video_id_for
 from jobs.run import JobSpec, check_resources, run_job
-from jobs.storage import LocalStorage, printable
+from jobs.storage import LeaseHeld, LocalStorage, printable
 from tests.conftest import JOB_OVERRIDES, MODEL, REPO, VIDEOS, make_archive_clips, write_video
 from tracking.modelref import file_sha256
 from tracking.video import IncompleteVideoError, VideoReader
@@ -397,3 +397,51 @@ def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(nightly_ray: 
     assert (r.ok, r.failed) == (2, 0)
     keys = {a.source_key for a in r.attempts}
     assert keys == {"caf\\xe9-cam.mp4", "ok.mp4"} and printable(bad_name) == "caf\\xe9-cam.mp4"
+
+
+# -- concurrent runs: one lease per video ---------------------------------------------------
+
+def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "out")
+    with store.lease("p/_lease/v.json", "run A", 60) as held:
+        held()
+        with pytest.raises(LeaseHeld, match="run A"), store.lease("p/_lease/v.json", "run B", 60):
+            pass
+    with store.lease("p/_lease/v.json", "run B", 60):  # free again once A is done
+        pass
+
+
+def test_video_leased_by_another_run_is_not_processed_twice(nightly_ray: None, tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_archive_clips(inp, 2, 4)
+    layout = DatasetLayout(LocalStorage(out), _params_id())
+    with layout.storage.lease(layout.lease(video_id_for("clip00.mp4")), "run X (another driver)", 60):
+        r = run_job(_spec(inp, out))
+    (held,) = [a for a in r.attempts if a.source_key == "clip00.mp4"]
+    assert held.status == Status.CANCELLED and "run X" in held.error_message
+    assert (r.ok, r.outstanding, r.exit_code) == (1, 1, EXIT_INCOMPLETE)
+    assert not (out / layout.params_id / "_failed").exists()
+    assert run_job(_spec(inp, out)).ok == 1  # the next run does it
+
+
+def test_progress_inside_a_video_is_visible_while_it_runs(nightly_ray: None, tmp_path: Path) -> None:
+    import ray
+
+    from jobs.plan import VideoTask
+    from jobs.worker import VideoWorker
+
+    inp = tmp_path / "in"
+    make_archive_clips(inp, 1, 60)
+    cfg = load_config(None, JOB_OVERRIDES)
+    actor = ray.remote(VideoWorker).options(num_cpus=1, max_concurrency=2).remote(
+        cfg, str(inp), str(tmp_path / "out"), "pid", "", None, 1, "test-run")
+    assert not ray.get(actor.ready.remote()).error
+    (obj,) = LocalStorage(inp).list()
+    ref = actor.process.remote(VideoTask(obj, video_id_for(obj.key)), 1)
+    seen = []
+    while not ray.wait([ref], timeout=0.05)[0]:
+        seen.append(ray.get(actor.frames_done.remote()))
+    row = ray.get(ref)
+    assert row.status == Status.OK and row.frames == 60 and row.frames_declared == 60
+    assert any(0 < n < 60 for n in seen), seen  # seen mid-video, not only at the end
+    ray.kill(actor)

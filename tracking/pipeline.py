@@ -77,6 +77,7 @@ class VideoSummary:
     source: str
     params_id: str
     frames: int
+    frames_declared: int  # what the container claims (0: unknown)
     duration_s: float
     fps: float
     width: int
@@ -183,7 +184,7 @@ def _drain(q: queue.Queue[Any], worker: _Worker) -> Iterator[Any]:
 
 def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, models: Models,
                   *, video_id: str | None = None, params_id: str = "", detect: DetectFn | None = None,
-                  max_frames: int | None = None) -> VideoSummary:
+                  max_frames: int | None = None, on_frames: Callable[[int], None] | None = None) -> VideoSummary:
     """Track every object in one video and write its outputs.
 
     Three threads joined by bounded queues (memory stays flat): decode -> [this thread]
@@ -191,6 +192,7 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     on a 2-core machine a separate tracking thread measured slower (it contends with
     inference for the cores and the GIL); decode and encode spend their time in FFmpeg.
 
+    `on_frames(n)` is called with the number of frames done after each batch (progress).
     `detect` replaces the detector (e.g. MOTChallenge public detections); the
     embedder and a fresh tracker are always used. On any error nothing is left
     under the output names (temporary files are removed) and the error propagates;
@@ -201,12 +203,12 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     # measured 4-5x faster on one BLAS thread). Inference runs in its own thread pools.
     with threadpool_limits(limits=1, user_api="blas"):
         return _process_video(source, outputs, cfg, models, video_id=video_id, params_id=params_id,
-                              detect=detect, max_frames=max_frames)
+                              detect=detect, max_frames=max_frames, on_frames=on_frames)
 
 
 def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, models: Models,
                    *, video_id: str | None, params_id: str, detect: DetectFn | None,
-                   max_frames: int | None) -> VideoSummary:
+                   max_frames: int | None, on_frames: Callable[[int], None] | None) -> VideoSummary:
     wall0 = time.perf_counter()
     video_id = video_id or Path(source).stem
     timer, stop = _Timer(), threading.Event()
@@ -234,6 +236,8 @@ def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: P
                 encoding.check()
             tracking.process(batch, dets, embeds)
             frames += len(batch)
+            if on_frames:
+                on_frames(frames)
         if encoding:
             encoding.finish()
         if frames == 0:
@@ -278,6 +282,7 @@ def _summary(video_id: str, source: str | os.PathLike[str], params_id: str, info
              outputs: dict[str, str | None]) -> VideoSummary:
     return VideoSummary(
         video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
+        frames_declared=info.frame_count,
         duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
         width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=rows,
         tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(tracking.per_class.items())},
