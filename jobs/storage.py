@@ -77,7 +77,7 @@ class Storage(Protocol):
     def upload(self, src: Path, key: str) -> None: ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
-    def lease(self, key: str, owner: str, ttl: float) -> AbstractContextManager[Callable[[], None]]: ...
+    def lease(self, key: str, owner: str, run: str, ttl: float) -> AbstractContextManager[Callable[[], None]]: ...
 
 
 def check_key(key: str) -> str:
@@ -162,9 +162,10 @@ class LocalStorage:
         write_bytes_atomic(self._path(key), data)
 
     @contextmanager
-    def lease(self, key: str, owner: str, ttl: float) -> Iterator[Callable[[], None]]:
+    def lease(self, key: str, owner: str, run: str, ttl: float) -> Iterator[Callable[[], None]]:
         """An exclusive lock on `key` held while the block runs (fcntl.flock: the kernel drops it
-        when the holder dies, so it never needs to expire; `ttl` is for stores that lack this).
+        when the holder dies, so it never needs to expire or be taken over; `run` and `ttl` are
+        for stores that lack this).
         Raises LeaseHeld naming the holder. The lock file stays (a later holder reuses it)."""
         import fcntl
 
@@ -283,10 +284,10 @@ class S3Storage:
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data)
 
     @contextmanager
-    def lease(self, key: str, owner: str, ttl: float) -> Iterator[Callable[[], None]]:
+    def lease(self, key: str, owner: str, run: str, ttl: float) -> Iterator[Callable[[], None]]:
         """Held while the block runs; see `_S3Lease`. Raises LeaseHeld naming the holder. The
         yielded function raises StorageError if a renewal failed (call it before publishing)."""
-        lease = _S3Lease(self, key, owner, ttl)
+        lease = _S3Lease(self, key, owner, run, ttl)
         with _s3_errors(self._name(key), "lease"):
             lease.acquire()
         renewer = threading.Thread(target=lease.renew_forever, name="vidtrack-lease", daemon=True)
@@ -307,17 +308,19 @@ class S3Storage:
 
 
 class _S3Lease:
-    """A lease object: created only if absent (If-None-Match: *), taken over only when expired
-    and unchanged since read (If-Match on its ETag), renewed every ttl/3 by a thread (If-Match),
-    deleted at the end. A renewal that fails marks the lease lost (`check()` raises)."""
+    """A lease object: created only if absent (If-None-Match: *); taken over, if unchanged since
+    read (If-Match on its ETag), when it has expired or belongs to the same run (an earlier
+    attempt whose actor died: the driver retries a video only after its attempt ended); renewed
+    every ttl/3 by a thread (If-Match); deleted at the end. A renewal that fails marks the lease
+    lost (`check()` raises)."""
 
-    def __init__(self, store: S3Storage, key: str, owner: str, ttl: float) -> None:
-        self.store, self.key, self.owner, self.ttl = store, store.prefix + check_key(key), owner, ttl
+    def __init__(self, store: S3Storage, key: str, owner: str, run: str, ttl: float) -> None:
+        self.store, self.key, self.owner, self.run, self.ttl = store, store.prefix + check_key(key), owner, run, ttl
         self.etag, self.lost = "", ""
         self._stop = threading.Event()
 
     def _body(self) -> bytes:
-        return json.dumps({"owner": self.owner, "expires": time.time() + self.ttl}).encode()
+        return json.dumps({"owner": self.owner, "run": self.run, "expires": time.time() + self.ttl}).encode()
 
     def _put(self, **cond: str) -> str:
         r = self.store.client.put_object(Bucket=self.store.bucket, Key=self.key, Body=self._body(), **cond)
@@ -334,7 +337,7 @@ class _S3Lease:
                 raise
         held = self.store.client.get_object(Bucket=self.store.bucket, Key=self.key)
         info = json.loads(held["Body"].read() or b"{}")
-        if float(info.get("expires", 0)) > time.time():
+        if float(info.get("expires", 0)) > time.time() and not (self.run and info.get("run") == self.run):
             raise LeaseHeld(f"{self.store._name(self.key[len(self.store.prefix):])} is held by {info.get('owner')}")
         try:
             self.etag = self._put(IfMatch=held["ETag"])  # expired: take it over, unless someone else just did

@@ -75,7 +75,7 @@ class VideoWorker:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.owner = f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
+        self.run_id, self.owner = run_id, f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
         self.workdir = _claim_workdir(self.node_id)
         self.source: Storage = open_storage(source_uri, endpoint_url)
         self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
@@ -132,7 +132,8 @@ class VideoWorker:
     def _attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt) -> None:
         """One run at a time per video: concurrent runs on one output skip what another holds."""
         lease_key = self.layout.lease(task.video_id)
-        with _stage("lease"), self.layout.storage.lease(lease_key, self.owner, LEASE_TTL_S) as still_held:
+        with _stage("lease"), self.layout.storage.lease(lease_key, self.owner, self.run_id,
+                                                                       LEASE_TTL_S) as still_held:
             self._leased_attempt(task, attempt, tmp, row, still_held)
 
     def _leased_attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt,

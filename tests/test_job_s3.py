@@ -353,16 +353,16 @@ def test_s3_lease_is_exclusive_expires_and_is_released(s3: str) -> None:
     c = _client(s3)
     c.create_bucket(Bucket="leases")
     store = S3Storage("s3://leases/ds/", s3)
-    with store.lease("p/_lease/v.json", "run A", 60) as held:
+    with store.lease("p/_lease/v.json", "run A", "A", 60) as held:
         held()
         with pytest.raises(LeaseHeld, match="run A"), S3Storage("s3://leases/ds/", s3).lease("p/_lease/v.json",
-                                                                                            "run B", 60):
+                                                                                            "run B", "B", 60):
             pass
     assert "Contents" not in c.list_objects_v2(Bucket="leases", Prefix="ds/p/_lease/")  # released
     # a lease left by a dead holder expires and is taken over
     c.put_object(Bucket="leases", Key="ds/p/_lease/w.json",
                  Body=json.dumps({"owner": "dead run", "expires": time.time() - 1}).encode())
-    with store.lease("p/_lease/w.json", "run C", 60):
+    with store.lease("p/_lease/w.json", "run C", "C", 60):
         body = json.loads(c.get_object(Bucket="leases", Key="ds/p/_lease/w.json")["Body"].read())
         assert body["owner"] == "run C"
 
@@ -385,3 +385,19 @@ def test_s3_usage_errors_and_changed_objects(s3: str, archive: dict[str, Path], 
     c.upload_file(str(archive["_extra2"]), "changing", "raw/cam.mp4")  # re-uploaded: another ETag
     again = run_job(_spec(s3, "s3://results/changing/", input="s3://changing/raw/"))
     assert (again.ok, again.skipped) == (1, 0)
+
+
+def test_s3_lease_of_a_dead_attempt_of_the_same_run_is_taken_over(s3: str) -> None:
+    """The driver retries a video only after its attempt ended (the actor died): that attempt's
+    lease, not yet expired, must not block the retry; another run's lease does."""
+    from jobs.storage import LeaseHeld
+
+    c = _client(s3)
+    c.create_bucket(Bucket="leases2")
+    c.put_object(Bucket="leases2", Key="ds/_lease/v.json",
+                 Body=json.dumps({"owner": "attempt 1 (killed)", "run": "R", "expires": time.time() + 300}).encode())
+    store = S3Storage("s3://leases2/ds/", s3)
+    with pytest.raises(LeaseHeld, match="attempt 1"), store.lease("_lease/v.json", "run S", "S", 60):
+        pass
+    with store.lease("_lease/v.json", "attempt 2", "R", 60):
+        assert json.loads(c.get_object(Bucket="leases2", Key="ds/_lease/v.json")["Body"].read())["owner"] == "attempt 2"

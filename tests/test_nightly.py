@@ -403,11 +403,11 @@ def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(nightly_ray: 
 
 def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
     store = LocalStorage(tmp_path / "out")
-    with store.lease("p/_lease/v.json", "run A", 60) as held:
+    with store.lease("p/_lease/v.json", "run A", "A", 60) as held:
         held()
-        with pytest.raises(LeaseHeld, match="run A"), store.lease("p/_lease/v.json", "run B", 60):
+        with pytest.raises(LeaseHeld, match="run A"), store.lease("p/_lease/v.json", "run B", "B", 60):
             pass
-    with store.lease("p/_lease/v.json", "run B", 60):  # free again once A is done
+    with store.lease("p/_lease/v.json", "run B", "B", 60):  # free again once A is done
         pass
 
 
@@ -415,7 +415,7 @@ def test_video_leased_by_another_run_is_not_processed_twice(nightly_ray: None, t
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 2, 4)
     layout = DatasetLayout(LocalStorage(out), _params_id())
-    with layout.storage.lease(layout.lease(video_id_for("clip00.mp4")), "run X (another driver)", 60):
+    with layout.storage.lease(layout.lease(video_id_for("clip00.mp4")), "run X (another driver)", "X", 60):
         r = run_job(_spec(inp, out))
     (held,) = [a for a in r.attempts if a.source_key == "clip00.mp4"]
     assert held.status == Status.CANCELLED and "run X" in held.error_message
