@@ -73,7 +73,7 @@ document.body.dataset.ready = "1";
 
 SQL_HINTS = """-- every failed video (current state), from the dataset alone
 select video_id, source_key, status, error_class, error_message from (
-  select *, row_number() over (partition by video_id order by run_id desc, attempt desc) as k
+  select *, row_number() over (partition by video_id order by (attempt > 0) desc, run_id desc, attempt desc) as k
   from read_parquet('{d}/manifest/*/*.parquet', union_by_name=true) where status <> 'skipped')
 where k = 1 and status <> 'ok';
 -- tracks per video with the share of short tracks (< {short} s)

@@ -4,7 +4,8 @@ MAX_TABLE_ROWS rows, or one number per video as a NumPy array (for histograms).
 
 Two views carry the status logic:
     run_last  one row per (run, video): the video's last attempt in that run
-    cur       one row per video: its last attempt that was not a skip (its current state)
+    cur       one row per video: its current state, its last attempt that was not a skip
+              (preferring real attempts over attempt-0 rows that repeat an earlier outcome)
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ DWELL_CLASSES = 6  # classes in the dwell histogram
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create view run_last as select * from manifest qualify row_number() over "
                 "(partition by run_id, video_id order by attempt desc, finished_at desc nulls last) = 1")
+    # a video's current state: its latest real attempt (attempt 0 rows only repeat an earlier
+    # run's outcome, e.g. "failed before, source unchanged", and carry none of its details)
     con.execute("create view cur as select * from manifest where status <> 'skipped' qualify row_number() over "
-                "(partition by video_id order by run_id desc, attempt desc) = 1")
+                "(partition by video_id order by (attempt > 0) desc, run_id desc, attempt desc) = 1")
 
 
 def ordered_statuses(seen: list[str]) -> list[str]:

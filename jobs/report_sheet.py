@@ -25,6 +25,7 @@ log = logging.getLogger("vidtrack." + __name__)
 
 SHEET_VIDEOS = 4  # videos on the sheet: those with the longest tracks (and an annotated video)
 SHEET_TRACKS = 3  # longest tracks per video
+SHEET_MIN_DWELL_SHARE = 0.25  # a track on the sheet lasts at least this share of its video's longest
 SHEET_MOMENTS = 4  # crops per track, evenly spaced over its matched frames
 THUMB_HEIGHT = 96  # pixels
 THUMB_MAX_WIDTH = 160  # pixels; wider crops are scaled down to this
@@ -91,7 +92,9 @@ def _moments_sql(table: str) -> str:
     last = SHEET_MOMENTS - 1
     positions = ", ".join(f"cast(round({k} * (n - 1) / {last}) as bigint)" for k in range(SHEET_MOMENTS))
     return f"""
-        with pick as (select track_id, class_name, t0, t1 from trk where video_id = ? and n_matched > 0
+        with pick as (select track_id, class_name, t0, t1
+                      from (select *, max(dwell_s) over () as longest from trk where video_id = ? and n_matched > 0)
+                      where dwell_s >= {SHEET_MIN_DWELL_SHARE} * longest
                       order by dwell_s desc, track_id limit {SHEET_TRACKS}),
              m as (select track_id, frame_index, timestamp_s, x1, y1, x2, y2,
                           row_number() over (partition by track_id order by frame_index) - 1 as i,

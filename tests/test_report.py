@@ -9,7 +9,6 @@ import html
 import json
 import re
 import tempfile
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from jobs.report import MAX_TABLE_ROWS, REPORT_NAME, build_report, write_report
 from jobs.report_sheet import THUMB_HEIGHT
 from jobs.storage import LocalStorage
 from tests.chromium_cdp import Chromium, chromium_path
-from tests.conftest import JOB_OVERRIDES, make_archive_clips
+from tests.conftest import JOB_OVERRIDES, S3_CANARY, make_archive_clips
 
 CHARTS = {"video-fps", "node-fps", "stages-run", "stages-node", "tracks-class", "dwell", "tracks-hour", "short-share"}
 
@@ -35,7 +34,9 @@ class Tables(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.tables: list[tuple[str, list[list[str]]]] = []
-        self.section, self._row, self._cell = "", None, None  # type: ignore[var-annotated]
+        self.section = ""
+        self._row: list[str] | None = None
+        self._cell: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "section":
@@ -48,7 +49,7 @@ class Tables(HTMLParser):
             self._cell = ""
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._row is not None:
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
             self._row.append(self._cell)
             self._cell = None
         elif tag == "tr" and self._row is not None:
@@ -73,11 +74,9 @@ def summary_of(page: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+def real_run(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> tuple[Path, str]:
     """Three real clips and one truncated (corrupt) video through the real job on a local Ray.
-    Yields (dataset folder, run_id)."""
-    import ray
-
+    Returns (dataset folder, run_id)."""
     from jobs.config import load_config
     from jobs.run import JobSpec, run_job
 
@@ -85,14 +84,10 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
     clips = make_archive_clips(root / "in" / "cams", 3, 16)
     data = clips[1].read_bytes()
     (root / "in" / "corrupt.mp4").write_bytes(data[: len(data) // 3])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    try:
-        result = run_job(JobSpec(input=str(root / "in"), output=str(root / "out"),
-                                 config=load_config(None, JOB_OVERRIDES), actors=1, progress=False))
-    finally:
-        ray.shutdown()
+    result = run_job(JobSpec(input=str(root / "in"), output=str(root / "out"),
+                             config=load_config(None, JOB_OVERRIDES), actors=1, progress=False))
     assert (result.ok, result.failed) == (3, 1)
-    yield Path(result.dataset), result.run_id
+    return Path(result.dataset), result.run_id
 
 
 def test_report_of_a_real_run_shows_the_failure_counts_and_parameters(real_run: tuple[Path, str]) -> None:
@@ -100,8 +95,9 @@ def test_report_of_a_real_run_shows_the_failure_counts_and_parameters(real_run: 
     uri = write_report(LocalStorage(dataset.parent), dataset.name)
     assert uri == str(dataset / REPORT_NAME)
     page = (dataset / REPORT_NAME).read_text()
-    failures = duckdb.sql(f"select error_class, source_key from read_parquet('{dataset}/manifest/*/*.parquet', "
-                          "union_by_name=true) where status = 'failed'").fetchall()
+    manifest = f"read_parquet('{dataset}/manifest/*/*.parquet', union_by_name=true)"
+    failures = duckdb.connect().execute(f"select error_class, source_key from {manifest} where status = 'failed'"
+                                        ).fetchall()
     assert len(failures) == 1 and failures[0][1] == "corrupt.mp4" and failures[0][0]
     error_class = failures[0][0]
 
@@ -111,9 +107,9 @@ def test_report_of_a_real_run_shows_the_failure_counts_and_parameters(real_run: 
     assert s["latest_run"] == {"run_id": run_id, "videos_by_status": {"ok": 3, "failed": 1}}
 
     # failures first: the error class groups the corrupt video, with its key
-    failures = page[page.index('<section id="failures"'):page.index('<section id="runs"')]
+    section = page[page.index('<section id="failures"'):page.index('<section id="runs"')]
     group = re.search(rf'<details class="fail" open data-error-class="{re.escape(error_class)}">(.*?)</details>',
-                      failures, re.S)
+                      section, re.S)
     assert group and "corrupt.mp4" in group.group(1) and "1 video<" in group.group(1)
     # the run history line: 3 ok, 1 failed
     (runs,) = tables_in(page, "runs")
@@ -209,3 +205,24 @@ def test_report_tolerates_new_columns_and_statuses_and_caps_tables(tmp_path: Pat
     groups = re.findall(r'data-error-class="([^"]+)"', page)
     assert sorted(groups) == ["RuntimeError", "UnsupportedCodecError", "VideoError"]
     assert len(page) < 1_000_000
+
+
+def test_report_over_s3_matches_the_local_one(tmp_path: Path, s3: str) -> None:
+    """Same dataset, local and on S3: the same numbers; tracks read through pyarrow's S3
+    filesystem, crops through a presigned URL; no credential on the page."""
+    from jobs.storage import S3Storage
+
+    local, params_id = make_synthetic_dataset(tmp_path / "ds", 20, tracks_per_video=6, annotated=1)
+    remote = S3Storage("s3://reports/tracks/", s3)
+    remote.client.create_bucket(Bucket="reports")
+    for obj in local.list(params_id + "/"):
+        remote.upload(local.root / obj.key, obj.key)
+    here = summary_of(build_report(local, params_id).decode())
+    uri = write_report(remote, params_id)
+    assert uri == f"s3://reports/tracks/{params_id}/{REPORT_NAME}"
+    page = remote.read_bytes(f"{params_id}/{REPORT_NAME}").decode()
+    there = summary_of(page)
+    assert {k: v for k, v in there.items() if k != "generated_at"} == {k: v for k, v in here.items()
+                                                                        if k != "generated_at"}
+    assert page.count("data:image/jpeg") >= 4
+    assert S3_CANARY not in page and "AKIAVIDTRACKTEST" not in page and "X-Amz-" not in page
