@@ -445,3 +445,29 @@ def test_progress_inside_a_video_is_visible_while_it_runs(nightly_ray: None, tmp
     assert row.status == Status.OK and row.frames == 60 and row.frames_declared == 60
     assert any(0 < n < 60 for n in seen), seen  # seen mid-video, not only at the end
     ray.kill(actor)
+
+
+def test_size_change_mid_stream_is_the_videos_own_failure(tmp_path: Path) -> None:
+    """Two recorder segments of different sizes concatenated into one .ts: a VideoError (failed,
+    marked), not an error that would be retried every night."""
+    from tracking.video import VideoError
+
+    joined = tmp_path / "joined.ts"
+    rng = np.random.default_rng(0)
+    with joined.open("wb") as out:
+        for w, h in ((160, 120), (96, 64)):
+            with av.open(out, "w", format="mpegts") as c:  # one recorder segment after the other
+                s = c.add_stream("libx264", rate=25)
+                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+                for i in range(10):
+                    f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (h, w, 3), np.uint8), format="bgr24")
+                    f.pts = i
+                    for p in s.encode(f):
+                        c.mux(p)
+                for p in s.encode(None):
+                    c.mux(p)
+    # which check fires first depends on where the demuxer notices the join: the second segment's
+    # packets may be flagged (continuity counters restart) before a frame of the new size decodes
+    with VideoReader(joined) as r, pytest.raises(VideoError, match="size changes mid-stream|corrupt packet"):
+        for _ in r:
+            pass

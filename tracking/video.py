@@ -188,6 +188,10 @@ class VideoReader:
                 bgr: np.ndarray = frame.to_ndarray(format="bgr24")
                 if k:
                     bgr = np.ascontiguousarray(np.rot90(bgr, k=k))
+                if bgr.shape[:2] != (self.info.height, self.info.width):  # the video's own oddity, not ours
+                    raise VideoError(self.path, f"frame {index} is {bgr.shape[1]}x{bgr.shape[0]}, the video started at "
+                                                f"{self.info.width}x{self.info.height}: size changes mid-stream are "
+                                                "not supported")
                 yield Frame(index, ts, bgr)
                 index += 1
         except av.error.FFmpegError as e:
