@@ -165,25 +165,32 @@ class LocalStorage:
     def lease(self, key: str, owner: str, run: str, ttl: float) -> Iterator[Callable[[], None]]:
         """An exclusive lock on `key` held while the block runs (fcntl.flock: the kernel drops it
         when the holder dies, so it never needs to expire or be taken over; `run` and `ttl` are
-        for stores that lack this).
-        Raises LeaseHeld naming the holder. The lock file stays (a later holder reuses it)."""
+        for stores that lack this). Raises LeaseHeld naming the holder. The lock file is removed
+        on release; a taker checks that the file it locked is still the one at the path."""
         import fcntl
 
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as f:
+        while True:
+            f = open(path, "a+")  # noqa: SIM115 (closed below on every path)
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 f.seek(0)
-                raise LeaseHeld(f"{key} is held by {f.read().strip() or 'another process'}") from None
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise LeaseHeld(f"{key} is held by {holder}") from None
+            if path.exists() and os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+            f.close()  # the holder released and removed it between our open and our lock: again
+        try:
             f.truncate(0)
             f.write(owner + "\n")
             f.flush()
-            try:
-                yield lambda: None  # a held flock cannot be lost
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+            yield lambda: None  # a held flock cannot be lost
+        finally:
+            self.delete(key)  # while still locked: nobody can hold the removed file
+            f.close()
 
     def delete(self, key: str) -> None:
         """Remove the file and the folders it leaves empty (up to the root)."""

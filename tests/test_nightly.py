@@ -407,6 +407,7 @@ def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
         held()
         with pytest.raises(LeaseHeld, match="run A"), store.lease("p/_lease/v.json", "run B", "B", 60):
             pass
+    assert not (tmp_path / "out" / "p" / "_lease").exists()  # released and removed
     with store.lease("p/_lease/v.json", "run B", "B", 60):  # free again once A is done
         pass
 
