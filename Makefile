@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/vidtrack bench --model $(MODEL)
+	$(BIN)/vidtrack-bench --model $(abspath $(MODEL))
 
 # Resolve pyproject.toml afresh into requirements.lock (needs the package index).
 lock:

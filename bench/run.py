@@ -1,4 +1,4 @@
-"""`vidtrack bench`: vidtrack against the naive pipeline on the same video and model.
+"""`vidtrack-bench` (or `python -m bench`): vidtrack against the naive pipeline on the same video and model.
 
 Each contender runs in its own subprocess (so peak RSS is its own), on the same input:
   naive            ../shared/bench/seed_pipeline.py (YOLO + deep-sort-realtime, one frame at a time)
@@ -8,8 +8,13 @@ Each contender runs in its own subprocess (so peak RSS is its own), on the same 
 and prints one line each (frames/s, seconds, peak RSS) plus the ratios, and IDF1 on the
 sequence's ground truth when it has one (TUD-Campus does).
 
-    vidtrack bench --model ../shared/models/yolov8n.pt            # TUD-Campus as a video
-    vidtrack bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
+    vidtrack-bench --model ../shared/models/yolov8n.pt            # TUD-Campus as a video
+    vidtrack-bench --process                                       # whole processes, start-up included
+    vidtrack-bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
+
+Every line starts with the CPU it ran on (model; bf16, VNNI, AMX found or not): vidtrack's CPU
+inference is fp32 (or int8 when asked) whatever the CPU, so its numbers do not lean on bf16.
+Paths given on the command line are made absolute before any child process sees them.
 """
 
 from __future__ import annotations
@@ -31,13 +36,19 @@ SHARED = Path(os.environ.get("VIDTRACK_SHARED", REPO.parent / "shared"))
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=str(SHARED / "models" / "yolov8n.pt"))
+    p.add_argument("--model", default=str(SHARED / "models" / "yolov8n.pt"),
+                   help="detector model file (made absolute) or an ultralytics model name")
     p.add_argument("--sequence", type=Path, default=SHARED / "data" / "mot" / "TUD-Campus",
                    help="MOTChallenge sequence (encoded to H.264 first) or a video file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="vidtrack parameters for the vidtrack runs (imgsz applies to all contenders)")
     p.add_argument("--only", action="append", choices=("naive", "naive-detect", "detect", "vidtrack", "plain"),
                    help="run only these contenders (repeatable)")
+    p.add_argument("--process", action="store_true",
+                   help="whole processes instead: `vidtrack track` vs the naive script, start-up included, on the "
+                        "sequence and on --clip; and time to first frame")
+    p.add_argument("--clip", type=Path, default=SHARED / "data" / "videos" / "one-by-one-person-detection.mp4",
+                   help="the long video for --process")
     p.add_argument("--memory", action="store_true", help="flat-memory check on a long looped video instead")
     p.add_argument("--frames", type=int, default=5000, help="frames for --memory")
     p.add_argument("--scaling", action="store_true",
@@ -55,56 +66,80 @@ def _child(argv: list[str]) -> int:
     from jobs.config import load_config
 
     cfg = load_config(None, [f"detector.model={model}", *overrides])
-    result: dict[str, Any] = {}
-    if kind == "naive-detect":  # the issue's "decoding plus YOLO alone": cv2 decode, one torch call per frame
-        import cv2
-        from ultralytics import YOLO
-
-        yolo = YOLO(model)
-        yolo.predict(__import__("numpy").full((480, 640, 3), 114, "uint8"), verbose=False)  # warm-up
-        t0 = time.perf_counter()
-        cap = cv2.VideoCapture(video)
-        n = 0
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            yolo.predict(img, imgsz=cfg.detector.imgsz, verbose=False)
-            n += 1
-        result = {"frames": n, "seconds": time.perf_counter() - t0}
-    elif kind == "detect":
-        from tracking.detector import Detector
-        from tracking.video import VideoReader
-
-        det = Detector(cfg.detector)
-        t0 = time.perf_counter()
-        n = 0
-        with VideoReader(video) as reader:
-            batch = []
-            for frame in reader:
-                batch.append(frame.bgr)
-                if len(batch) == cfg.detector.batch_size:
-                    det(batch)
-                    n += len(batch)
-                    batch = []
-            if batch:
-                det(batch)
-                n += len(batch)
-        result = {"frames": n, "seconds": time.perf_counter() - t0}
-    else:
-        from tracking.pipeline import Models, VideoOutputs, process_video
-
-        models = Models.load(cfg)
-        outputs = VideoOutputs(out / "tracks.parquet", out / "annotated.mp4", None)
-        t0 = time.perf_counter()
-        s = process_video(video, outputs, cfg, models, video_id="bench")
-        result = {"frames": s.frames, "seconds": time.perf_counter() - t0, "stages": s.stage_seconds,
-                  "tracks": str(outputs.tracks)}
+    runners = {"naive-detect": _naive_detect, "detect": _own_detect, "vidtrack": _vidtrack}
+    result = runners[kind](cfg, video, out)
     import resource
 
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("BENCH " + json.dumps(result))
     return 0
+
+
+def _naive_detect(cfg: Any, video: str, out: Path) -> dict[str, Any]:
+    """The issue's "decoding plus YOLO alone": cv2 decode, one ultralytics (torch) call per frame."""
+    import cv2
+    import numpy as np
+    from ultralytics import YOLO
+
+    yolo = YOLO(cfg.detector.model)
+    yolo.predict(np.full((480, 640, 3), 114, "uint8"), verbose=False)  # warm-up
+    t0 = time.perf_counter()
+    cap = cv2.VideoCapture(video)
+    n = 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        yolo.predict(img, imgsz=cfg.detector.imgsz, verbose=False)
+        n += 1
+    return {"frames": n, "seconds": time.perf_counter() - t0}
+
+
+def _own_detect(cfg: Any, video: str, out: Path) -> dict[str, Any]:
+    """vidtrack's decoder and detector alone, same backend, batch and imgsz as the full pipeline."""
+    from tracking.detector import Detector
+    from tracking.video import VideoReader
+
+    det = Detector(cfg.detector)
+    t0 = time.perf_counter()
+    n = 0
+    with VideoReader(video) as reader:
+        batch = []
+        for frame in reader:
+            batch.append(frame.bgr)
+            if len(batch) == cfg.detector.batch_size:
+                n += len(det(batch))
+                batch = []
+        n += len(det(batch))
+    return {"frames": n, "seconds": time.perf_counter() - t0}
+
+
+class _CountingEmbedder:
+    """Wraps the embedder to count crops, so the bench can state embedding cost per crop."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.crops = inner, 0
+
+    def __call__(self, frames: list[Any], dets: list[Any]) -> Any:
+        self.crops += sum(len(d) for d in dets)
+        return self.inner(frames, dets)
+
+
+def _vidtrack(cfg: Any, video: str, out: Path) -> dict[str, Any]:
+    """The full pipeline (decode, detect, embed, track, Parquet, annotated H.264); models loaded
+    and warmed up first, as an actor does once."""
+    from tracking.pipeline import Models, VideoOutputs, process_video
+
+    t0 = time.perf_counter()
+    models = Models.load(cfg)
+    load_s = time.perf_counter() - t0
+    counter = _CountingEmbedder(models.embedder)
+    models.embedder = counter  # type: ignore[assignment]
+    outputs = VideoOutputs(out / "tracks.parquet", out / "annotated.mp4", None)
+    t0 = time.perf_counter()
+    s = process_video(video, outputs, cfg, models, video_id="bench")
+    return {"frames": s.frames, "seconds": time.perf_counter() - t0, "stages": s.stage_seconds,
+            "tracks": str(outputs.tracks), "crops": counter.crops, "load_seconds": load_s}
 
 
 def _run_child(kind: str, video: Path, model: str, out: Path, overrides: list[str]) -> dict[str, Any]:
@@ -277,11 +312,28 @@ def _scaling(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.memory:
-        return _memory(args)
-    if args.scaling:
-        return _scaling(args)
+def _cpu_line() -> str:
+    from tracking.inference import cpu_description
+
+    d = cpu_description()
+    found = ", ".join(f"{k} {'yes' if d[k] else 'no'}" for k in ("avx512", "vnni", "bf16", "amx"))
+    return (f"cpu: {d['model']}, {d['cores']} cores for inference; {found}. vidtrack runs fp32 on every CPU "
+            "(OpenVINO held to f32: bf16 unused even where present)")
+
+
+def _resolve_paths(args: argparse.Namespace) -> None:
+    """Absolute paths before anything reaches a child process (which may run in another folder).
+    A --model that is not an existing file stays as given: an ultralytics model name."""
+    model = Path(args.model).expanduser()
+    if model.exists() or os.sep in args.model or args.model.startswith("."):
+        args.model = str(model.resolve())
+    args.sequence = Path(args.sequence).expanduser().resolve()
+    args.clip = Path(args.clip).expanduser().resolve()
+    if args.json:
+        args.json = Path(args.json).expanduser().resolve()
+
+
+def _throughput(args: argparse.Namespace) -> int:
     from jobs.config import load_config
 
     cfg = load_config(None, [f"detector.model={args.model}", *args.overrides])
@@ -305,31 +357,105 @@ def main(args: argparse.Namespace) -> int:
             if args.sequence.is_dir():
                 r["idf1"] = _idf1(args.sequence, tracks=r.get("tracks"), mot_txt=r.get("mot"))
             results[name] = r
-            idf1 = f"  IDF1 {r['idf1']:.2f}" if r.get("idf1") is not None else ""
-            stages = f"  stages {r['stages']}" if "stages" in r else ""
-            print(f"{name:<12} {r['frames']:5d} frames  {r['seconds']:7.2f} s  {r['fps']:6.2f} frames/s  "
-                  f"peak RSS {r['peak_rss_mb']:6.0f} MiB{idf1}{stages}", flush=True)
+            print(_result_line(name, r), flush=True)
     if "vidtrack" in results:
-        vt = results["vidtrack"]["fps"]
-        parts = [f"imgsz {imgsz}, {args.sequence.name}"]
-        if "naive" in results:
-            parts.append(f"vidtrack/naive {vt / results['naive']['fps']:.2f}x")
-        if "naive-detect" in results:
-            parts.append(f"vidtrack/naive decode+detect {vt / results['naive-detect']['fps']:.2f}x")
-        if "detect" in results:
-            parts.append(f"vidtrack/own decode+detect {vt / results['detect']['fps']:.2f}x")
-        if "plain" in results and results["plain"].get("idf1") is not None:
-            parts.append(f"IDF1 vidtrack - plain {results['vidtrack']['idf1'] - results['plain']['idf1']:+.2f}")
-        print("ratios: " + "; ".join(parts))
+        print(_costs_line(results["vidtrack"]))
+        print("ratios: " + "; ".join(_ratios(results, imgsz, args.sequence.name)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0
 
 
+def _result_line(name: str, r: dict[str, Any]) -> str:
+    idf1 = f"  IDF1 {r['idf1']:.2f}" if r.get("idf1") is not None else ""
+    stages = f"  stages {r['stages']}" if "stages" in r else ""
+    return (f"{name:<12} {r['frames']:5d} frames  {r['seconds']:7.2f} s  {r['fps']:6.2f} frames/s  "
+            f"peak RSS {r['peak_rss_mb']:6.0f} MiB{idf1}{stages}")
+
+
+def _costs_line(vt: dict[str, Any]) -> str:
+    """Embedding cost per crop against detector cost per frame (target: at most a tenth)."""
+    stages, frames, crops = vt["stages"], vt["frames"], vt["crops"]
+    det_ms = 1000 * stages.get("detect", 0.0) / frames
+    crop_ms = 1000 * stages.get("embed", 0.0) / crops if crops else float("nan")
+    return (f"costs: detect {det_ms:.1f} ms/frame; embed {crop_ms:.2f} ms/crop ({crops} crops, "
+            f"{crops / frames:.1f}/frame) = detect/{det_ms / crop_ms:.1f}; model load {vt['load_seconds']:.2f} s")
+
+
+def _ratios(results: dict[str, dict[str, Any]], imgsz: int, name: str) -> list[str]:
+    vt = results["vidtrack"]["fps"]
+    parts = [f"imgsz {imgsz}, {name}"]
+    for key, label in (("naive", "naive"), ("naive-detect", "naive decode+detect"), ("detect", "own decode+detect")):
+        if key in results:
+            parts.append(f"vidtrack/{label} {vt / results[key]['fps']:.2f}x")
+    if "plain" in results and results["plain"].get("idf1") is not None:
+        parts.append(f"IDF1 vidtrack - plain {results['vidtrack']['idf1'] - results['plain']['idf1']:+.2f}")
+    return parts
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return seconds
+
+
+def _track_cmd(video: Path, out: Path, model: str, overrides: list[str], *extra: str) -> list[str]:
+    sets = [x for o in [f"detector.model={model}", *overrides] for x in ("--set", o)]
+    return [sys.executable, "-m", "jobs.cli", "track", str(video), "--out", str(out), *sets, *extra]
+
+
+def _process(args: argparse.Namespace) -> int:
+    """Whole processes as users start them (imports, model loading and start-up included):
+    `vidtrack track` against the naive script, and vidtrack's time to first frame."""
+    seed = SHARED / "bench" / "seed_pipeline.py"
+    with tempfile.TemporaryDirectory(prefix="vidtrack-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        videos = [_as_video(args.sequence, tmp), args.clip]
+        first = [_timed(_track_cmd(videos[0], tmp / f"ff{i}", args.model, args.overrides, "--max-frames", "1"), tmp)
+                 for i in range(2)]
+        print(f"start-up: `vidtrack track --max-frames 1`, whole process: {first[0]:.2f} s with the export cache "
+              f"as found, {first[1]:.2f} s warm (time to first frame, upper bound)", flush=True)
+        for video in videos:
+            frames = _frame_count(video)
+            naive = _timed([sys.executable, str(seed), args.model, str(video), str(tmp / "naive.mp4")], tmp)
+            ours = _timed(_track_cmd(video, tmp / "vt", args.model, args.overrides), tmp)
+            print(f"process: {video.name} ({frames} frames): naive {naive:.1f} s, vidtrack track {ours:.1f} s "
+                  f"= {naive / ours:.2f}x", flush=True)
+    return 0
+
+
+def _frame_count(video: Path) -> int:
+    from tracking.video import VideoReader
+
+    with VideoReader(video) as r:
+        return sum(1 for _ in r)
+
+
+def main(args: argparse.Namespace) -> int:
+    _resolve_paths(args)
+    print(_cpu_line(), flush=True)
+    if args.memory:
+        return _memory(args)
+    if args.scaling:
+        return _scaling(args)
+    if args.process:
+        return _process(args)
+    return _throughput(args)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`vidtrack-bench` / `python -m bench`."""
+    parser = argparse.ArgumentParser(prog="vidtrack-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bench_args(parser)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return main(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         sys.exit(_child(sys.argv[2:]))
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_bench_args(parser)
-    sys.exit(main(parser.parse_args()))
+    sys.exit(cli())

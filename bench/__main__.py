@@ -1,0 +1,7 @@
+"""`python -m bench ...` is `vidtrack-bench ...`."""
+
+import sys
+
+from bench.run import cli
+
+sys.exit(cli())
