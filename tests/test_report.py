@@ -144,6 +144,32 @@ def test_cli_report_writes_into_the_dataset(real_run: tuple[Path, str], tmp_path
     assert "no config.json" in capsys.readouterr().err
 
 
+def test_a_second_run_adds_a_history_line_and_keeps_the_failure_details(real_run: tuple[Path, str],
+                                                                         tmp_path: Path) -> None:
+    """A rerun skips the done videos and repeats the failure as an attempt-0 row; the page
+    still shows the failure with its own message, run and node."""
+    import shutil
+
+    from jobs.config import load_config
+    from jobs.run import JobSpec, run_job
+
+    dataset, first_run = real_run
+    out = tmp_path / "out"
+    shutil.copytree(dataset.parent, out)  # the module's dataset stays as it was
+    second = run_job(JobSpec(input=str(dataset.parent.parent / "in"), output=str(out),
+                             config=load_config(None, JOB_OVERRIDES), actors=1, progress=False))
+    page = build_report(LocalStorage(out), dataset.name).decode()
+    (runs,) = tables_in(page, "runs")
+    header = runs[0]
+    lines = {r[header.index("run")]: r for r in runs[1:]}
+    assert list(lines) == [second.run_id, first_run]  # newest first
+    assert [lines[second.run_id][header.index(c)] for c in ("ok", "failed", "skipped")] == ["0", "1", "3"]
+    (failure_rows,) = [t for t in tables_in(page, "failures") if t[0][0] == "status"]
+    row = dict(zip(failure_rows[0], failure_rows[1], strict=True))
+    assert row["key"] == "corrupt.mp4" and row["run"] == first_run and row["node"]
+    assert "earlier run" not in row["message"]
+
+
 def _open(browser: Chromium, page: Path) -> list[str]:
     """Load the page; returns the URLs it requested other than itself and data: URLs."""
     log = browser.open(page.as_uri())
