@@ -252,3 +252,13 @@ def test_report_over_s3_matches_the_local_one(tmp_path: Path, s3: str) -> None:
                                                                         if k != "generated_at"}
     assert page.count("data:image/jpeg") >= 4
     assert S3_CANARY not in page and "AKIAVIDTRACKTEST" not in page and "X-Amz-" not in page
+
+
+def test_report_of_a_dataset_with_no_run_yet(tmp_path: Path) -> None:
+    (tmp_path / "pid0").mkdir()
+    (tmp_path / "pid0" / "config.json").write_text('{"params_id": "pid0"}')
+    page = build_report(LocalStorage(tmp_path), "pid0").decode()
+    s = summary_of(page)
+    assert (s["videos"], s["runs"], s["tracks"]) == (0, 0, 0)
+    assert len(re.findall(r'<svg[^>]* class="chart"', page)) == len(CHARTS)  # every chart drawn, saying "no data"
+    assert "No failed videos" in page
