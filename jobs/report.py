@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -192,8 +193,10 @@ def s3_tracks_dataset(storage: S3Storage, keys: list[str]) -> Any:
     from pyarrow import fs
 
     region = storage.client.meta.region_name or "us-east-1"
-    if storage.endpoint_url:
-        scheme, _, host = storage.endpoint_url.partition("://")
+    # an S3-compatible server: --s3-endpoint-url, or boto3's own AWS_ENDPOINT_URL(_S3)
+    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
         s3fs = fs.S3FileSystem(endpoint_override=host, scheme=scheme, region=region)
     else:
         s3fs = fs.S3FileSystem(region=fs.resolve_s3_region(storage.bucket))

@@ -233,7 +233,7 @@ def test_report_tolerates_new_columns_and_statuses_and_caps_tables(tmp_path: Pat
     assert len(page) < 1_000_000
 
 
-def test_report_over_s3_matches_the_local_one(tmp_path: Path, s3: str) -> None:
+def test_report_over_s3_matches_the_local_one(tmp_path: Path, s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same dataset, local and on S3: the same numbers; tracks read through pyarrow's S3
     filesystem, crops through a presigned URL; no credential on the page."""
     from jobs.storage import S3Storage
@@ -252,6 +252,10 @@ def test_report_over_s3_matches_the_local_one(tmp_path: Path, s3: str) -> None:
                                                                         if k != "generated_at"}
     assert page.count("data:image/jpeg") >= 4
     assert S3_CANARY not in page and "AKIAVIDTRACKTEST" not in page and "X-Amz-" not in page
+    # the command line, the endpoint from boto3's environment variable instead of the flag
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3)
+    assert main(["report", f"s3://reports/tracks/{params_id}", "--out", str(tmp_path / "cli.html")]) == 0
+    assert summary_of((tmp_path / "cli.html").read_text())["tracks"] == here["tracks"]
 
 
 def test_report_of_a_dataset_with_no_run_yet(tmp_path: Path) -> None:
