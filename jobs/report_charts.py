@@ -26,6 +26,7 @@ WIDTH_IN = 6.4  # figure width, inches (scaled to the page's column width)
 BAR_IN = 0.24  # height per bar in horizontal bar charts, inches
 CLIP_QUANTILE = 0.99  # histograms put values above this quantile of theirs into the last bin...
 CLIP_MIN_VALUES = 100  # ...when they have at least this many values
+MIN_BAR_SLOTS = 3  # a bar chart is at least this many bars tall, so one or two bars are not slabs
 LABEL_CHARS = 28  # longer bar labels are shortened in the middle
 STYLE: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "vidtrack", "font.size": 9, "axes.spines.top": False,
          "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold", "figure.dpi": 72}
@@ -62,7 +63,7 @@ def stacked_barh(name: str, title: str, labels: Sequence[str], parts: Sequence[s
                  xlabel: str) -> str:
     """One horizontal bar per label, split into `parts` (values[label, part])."""
     with _style():
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, 1.3 + BAR_IN * max(len(labels), 1)))
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 1.3 + BAR_IN * max(len(labels), MIN_BAR_SLOTS)))
         left = np.zeros(len(labels))
         for j, part in enumerate(parts):
             ax.barh(range(len(labels)), values[:, j], left=left, height=0.6, label=part,
@@ -70,7 +71,7 @@ def stacked_barh(name: str, title: str, labels: Sequence[str], parts: Sequence[s
             left += values[:, j]
         if len(labels):
             ax.set_yticks(range(len(labels)), [_short(x) for x in labels])
-            ax.invert_yaxis()
+            ax.set_ylim(max(len(labels), MIN_BAR_SLOTS) - 0.5, -0.5)  # first label on top; one bar stays thin
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
         else:
             _no_data(ax)
@@ -81,11 +82,11 @@ def stacked_barh(name: str, title: str, labels: Sequence[str], parts: Sequence[s
 
 def barh(name: str, title: str, labels: Sequence[str], values: Sequence[float], xlabel: str) -> str:
     with _style():
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, 1.0 + BAR_IN * max(len(labels), 1)))
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, 1.0 + BAR_IN * max(len(labels), MIN_BAR_SLOTS)))
         if len(labels):
             ax.barh(range(len(labels)), values, height=0.6, color=PALETTE[0])
             ax.set_yticks(range(len(labels)), [_short(x) for x in labels])
-            ax.invert_yaxis()
+            ax.set_ylim(max(len(labels), MIN_BAR_SLOTS) - 0.5, -0.5)  # first label on top; one bar stays thin
             ax.bar_label(ax.containers[0], fmt=_num, padding=3, fontsize=8)  # type: ignore[arg-type]
         else:
             _no_data(ax)
