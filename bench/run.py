@@ -10,6 +10,7 @@ sequence's ground truth when it has one (TUD-Campus does).
 
     vidtrack-bench --model ../shared/models/yolov8n.pt            # TUD-Campus as a video
     vidtrack-bench --process                                       # whole processes, start-up included
+    vidtrack-bench --costs                                         # ms per crop / frame of each option
     vidtrack-bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
 
 Every line starts with the CPU it ran on (model; bf16, VNNI, AMX found or not): vidtrack's CPU
@@ -20,6 +21,7 @@ Paths given on the command line are made absolute before any child process sees 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +51,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                         "sequence and on --clip; and time to first frame")
     p.add_argument("--clip", type=Path, default=SHARED / "data" / "videos" / "one-by-one-person-detection.mp4",
                    help="the long video for --process")
+    p.add_argument("--costs", action="store_true",
+                   help="cost per crop of each appearance option and per frame of each detector precision, "
+                        "interleaved in one process")
     p.add_argument("--memory", action="store_true", help="flat-memory check on a long looped video instead")
     p.add_argument("--frames", type=int, default=5000, help="frames for --memory")
     p.add_argument("--scaling", action="store_true",
@@ -427,6 +432,46 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
+EMBED_OPTIONS = [((224, 224), "fp32"), ((256, 128), "fp32"), ((192, 96), "fp32"), ((160, 96), "fp32"),
+                 ((128, 64), "fp32"), ((224, 224), "int8"), ((128, 64), "int8")]
+
+
+def _costs(args: argparse.Namespace, rounds: int = 3) -> int:
+    """Each option timed on the same real frames and crops (ground-truth boxes of the sequence),
+    round-robin so that a busy machine slows every option alike."""
+    from jobs.config import load_config
+    from tracking.config import EmbedderConfig
+    from tracking.detector import Detector
+    from tracking.embedder import AppearanceEmbedder
+    from tracking.mot import MotSequence
+    from tracking.video import VideoReader
+
+    cfg = load_config(None, [f"detector.model={args.model}", *args.overrides])
+    with VideoReader(MotSequence.open(args.sequence).source) as r:
+        frames = [f.bgr for _, f in zip(range(cfg.detector.batch_size), r, strict=False)]
+    dets = {p: Detector(dataclasses.replace(cfg.detector, precision=p)) for p in ("fp32", "int8")}
+    boxes = dets["fp32"](frames)
+    embedders = {o: AppearanceEmbedder(EmbedderConfig(crop_size=o[0], precision=o[1])) for o in EMBED_OPTIONS}
+    crops = {o: [c for f, d in zip(frames, boxes, strict=True) for c in e.crops(f, d)] for o, e in embedders.items()}
+    seconds: dict[Any, float] = {k: 0.0 for k in [*dets, *embedders]}
+    for _ in range(rounds):
+        for p, det in dets.items():
+            t0 = time.perf_counter()
+            det(frames)
+            seconds[p] += (time.perf_counter() - t0) / len(frames) / rounds
+        for o, emb in embedders.items():
+            t0 = time.perf_counter()
+            emb.embed_crops(crops[o])
+            seconds[o] += (time.perf_counter() - t0) / len(crops[o]) / rounds
+    for p in dets:
+        print(f"costs: detector {p} {1000 * seconds[p]:.1f} ms/frame (batch {len(frames)}, imgsz {cfg.detector.imgsz})")
+    for (size, prec) in embedders:
+        ms = 1000 * seconds[(size, prec)]
+        print(f"costs: embedder {size[0]}x{size[1]} {prec} {ms:.2f} ms/crop = detector fp32/"
+              f"{1000 * seconds['fp32'] / ms:.1f}")
+    return 0
+
+
 def _frame_count(video: Path) -> int:
     from tracking.video import VideoReader
 
@@ -443,6 +488,8 @@ def main(args: argparse.Namespace) -> int:
         return _scaling(args)
     if args.process:
         return _process(args)
+    if args.costs:
+        return _costs(args)
     return _throughput(args)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from tracking.config import DetectorConfig
 from tracking.detections import Detections
-from tracking.inference import cuda_present
+from tracking.inference import cuda_present, import_ultralytics
 from tracking.modelref import ModelError, check_local, file_sha256, fix_hint
 from tracking.yolo_onnx import ExportedYolo
 
@@ -39,7 +39,7 @@ def resolve_device(device: str) -> str:
 def load_yolo(spec: str) -> Any:
     """Load an ultralytics model from a local path or a known model name (which
     ultralytics downloads). `s3://` URIs are fetched by the job, not here."""
-    from ultralytics import YOLO
+    YOLO = import_ultralytics().YOLO
 
     if spec.startswith("s3://"):
         raise ModelError(f"detector model {spec!r} is an S3 URI: fetch it first (the Ray job does this)")

@@ -63,6 +63,18 @@ def inference_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def import_ultralytics() -> Any:
+    """The ultralytics package, without its import-time side effect: it sets OMP_NUM_THREADS=1
+    when unset ("for training"), which would hold every model loaded later in the process (and
+    torch) to one thread."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    import ultralytics
+
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    return ultralytics
+
+
 def cuda_present() -> bool:
     """Whether torch can see a CUDA device, without importing torch on machines with no NVIDIA driver."""
     if "torch" not in sys.modules and not any(
@@ -175,16 +187,19 @@ def calibration_images() -> list[np.ndarray]:
     """BGR images for int8 calibration that ship with an installed package (ultralytics'
     bus.jpg and zidane.jpg: street scenes with people), so quantising needs no download and
     gives the same model on every machine."""
-    from importlib import resources
+    import importlib.util
 
     import cv2
 
+    spec = importlib.util.find_spec("ultralytics")  # located, not imported (see import_ultralytics)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("calibration images: the ultralytics package is not installed")
     images = []
     for name in ("bus.jpg", "zidane.jpg"):
-        with resources.as_file(resources.files("ultralytics") / "assets" / name) as p:
-            img = cv2.imread(str(p))
+        path = Path(next(iter(spec.submodule_search_locations))) / "assets" / name
+        img = cv2.imread(str(path))
         if img is None:
-            raise FileNotFoundError(f"calibration image ultralytics/assets/{name} is missing or unreadable")
+            raise FileNotFoundError(f"calibration image {path} is missing or unreadable")
         images.append(img)
     return images
 

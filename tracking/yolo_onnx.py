@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from tracking.detections import Detections
-from tracking.inference import cached_file, calibration_images, cpu_session, quantize_int8
+from tracking.inference import cached_file, calibration_images, cpu_session, import_ultralytics, quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def export_onnx(model_path: Path, model_sha256: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        from ultralytics import YOLO
+        YOLO = import_ultralytics().YOLO
 
         shutil.copyfile(model_path, work / "model.pt")  # the exporter writes beside its input
         yolo = YOLO(str(work / "model.pt"), task="detect")
