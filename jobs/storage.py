@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from tracking.atomic import partial_path, write_bytes_atomic
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 UNKNOWN_SIZE = -1  # an ObjectInfo made without listing: download it without checking its version

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import EXIT_USAGE, main
-from tests.conftest import MODEL
+from tests.conftest import MODEL, need_shared
 
 
 def test_track_command(tud_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,6 +33,7 @@ def test_clear_errors(args: list[str], message: str, tud_video: Path, tmp_path: 
 
 
 def test_bad_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    need_shared(MODEL)
     bad = tmp_path / "in" / "bad.mp4"
     bad.parent.mkdir()
     bad.write_text("not a video")

@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from jobs.config import load_config
 from jobs.run import JobSpec, run_job
 from tests.conftest import JOB_OVERRIDES, make_archive_clips
-
-
-@pytest.fixture
-def cluster() -> Iterator[tuple[Any, list[Any]]]:
-    import ray
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes()
-    ray.init(address=c.address, logging_level="WARNING")
-    yield c, workers
-    ray.shutdown()
-    c.shutdown()
 
 
 def _spec(inp: Path, out: Path) -> JobSpec:

@@ -72,7 +72,7 @@ def test_plan_filters_skips_done_and_orders_by_size(tmp_path: Path) -> None:
     assert plan.ignored == {"not a video name (--include)": 1, "older than --modified-since": 1}
 
 
-def test_local_run_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_run_cli_end_to_end(ray_local: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_archive_clips(tmp_path / "in" / "nested", 3, 6)
     (tmp_path / "in" / "broken.mp4").write_bytes(b"\x00" * 100)
     args = ["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--no-progress",

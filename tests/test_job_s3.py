@@ -8,12 +8,8 @@ import io
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,55 +24,13 @@ from jobs.config import load_config
 from jobs.run import EXIT_SOME_FAILED, JobSpec, RunResult, run_job
 from jobs.storage import S3Storage
 from tests.conftest import JOB_OVERRIDES, make_archive_clips
-
-CANARY = "CANARY-" + hashlib.sha256(b"vidtrack-secret").hexdigest()[:20]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import S3_CANARY as CANARY
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's standalone server as a separate process on loopback; credentials (with a
-    canary secret) only in the environment, where boto3's default chain finds them."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="AKIAVIDTRACKTEST", AWS_SECRET_ACCESS_KEY=CANARY,
-                      AWS_DEFAULT_REGION="us-east-1")
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def ray_local(s3: str) -> Iterator[None]:
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+def ray_local(s3: str, ray_local: None) -> None:
+    """conftest's local Ray, started after the moto server so the workers inherit its credentials."""
+    return ray_local
 
 
 def _client(endpoint: str) -> Any:
@@ -306,6 +260,7 @@ def tempfile_root() -> str:
     return tempfile.gettempdir()
 
 
+@pytest.mark.slow
 def test_listing_paginates_over_thousands_of_keys(s3: str) -> None:
     c = _client(s3)
     c.create_bucket(Bucket="many")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -28,16 +27,8 @@ from tests.conftest import JOB_OVERRIDES, MODEL, REPO, VIDEOS, make_archive_clip
 from tracking.modelref import file_sha256
 from tracking.video import IncompleteVideoError, VideoReader
 
-pytestmark = pytest.mark.skipif(not MODEL.exists(), reason=f"needs the shared model {MODEL}")
-
-
-@pytest.fixture(scope="module")
-def nightly_ray() -> Iterator[None]:
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.skipif(not (MODEL.exists() and VIDEOS.exists()),
+                                reason=f"needs the shared model and videos ({MODEL.parent.parent})")
 
 
 def _frames(n: int, src: Path = VIDEOS / "car-detection.mp4") -> list[np.ndarray]:
@@ -111,7 +102,7 @@ def test_shared_videos_are_complete() -> None:
             assert sum(1 for _ in r) == r.info.frame_count > 0
 
 
-def test_truncated_video_in_a_run_is_failed_and_unpublished(nightly_ray: None, tmp_path: Path) -> None:
+def test_truncated_video_in_a_run_is_failed_and_unpublished(ray_local: None, tmp_path: Path) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
     _cut(_faststart_mp4(tmp_path / "whole.mp4", _frames(40)), inp / "cut.mp4", 0.6)
@@ -128,7 +119,7 @@ def test_truncated_video_in_a_run_is_failed_and_unpublished(nightly_ray: None, t
 
 # -- 2. markers carry the source's identity -----------------------------------------------
 
-def test_changed_source_is_processed_again(nightly_ray: None, tmp_path: Path) -> None:
+def test_changed_source_is_processed_again(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     clips = make_archive_clips(inp, 2, 6)
     first = run_job(_spec(inp, out))
@@ -178,7 +169,7 @@ def test_markers_of_vidtrack_0_1_are_still_understood(tmp_path: Path) -> None:
 
 # -- 3. infrastructure failures are retried, not remembered as the video's ------------------
 
-def test_blocked_output_is_retryable_and_leaves_nothing(nightly_ray: None, tmp_path: Path) -> None:
+def test_blocked_output_is_retryable_and_leaves_nothing(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 1, 6)
     pid = _params_id()
@@ -196,7 +187,7 @@ def test_blocked_output_is_retryable_and_leaves_nothing(nightly_ray: None, tmp_p
     assert (again.ok, again.exit_code) == (1, EXIT_OK)
 
 
-def test_circuit_breaker_stops_dispatching(nightly_ray: None, tmp_path: Path) -> None:
+def test_circuit_breaker_stops_dispatching(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 5, 4)
     pid = _params_id()
@@ -271,7 +262,7 @@ def test_unsatisfiable_resources_fail_at_once_not_hang() -> None:
     (["--set", "detector.device=cuda"], "CUDA is not available"),
     (["--set", "detector.model=NOTAMODEL"], "model.pt"),
 ])
-def test_start_errors_show_their_cause_before_any_output(extra: list[str], message: str, nightly_ray: None,
+def test_start_errors_show_their_cause_before_any_output(extra: list[str], message: str, ray_local: None,
                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_archive_clips(tmp_path / "in", 1, 3)
     if "NOTAMODEL" in extra[-1]:
@@ -305,6 +296,7 @@ def _wait_for(pred: object, timeout: float = 180) -> None:
     raise AssertionError("timed out waiting")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -328,6 +320,7 @@ def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_pat
     assert again.wait(timeout=300) == EXIT_OK
 
 
+@pytest.mark.slow
 def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 4, 12)
@@ -345,7 +338,7 @@ def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     assert not list(dataset.glob("_journal/*/*.json"))
 
 
-def test_manifest_that_cannot_be_written_is_kept_locally(nightly_ray: None, tmp_path: Path) -> None:
+def test_manifest_that_cannot_be_written_is_kept_locally(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 1, 4)
     pid = _params_id()
@@ -386,7 +379,7 @@ def test_listing_is_case_insensitive_follows_links_and_counts_the_rest(tmp_path:
     assert plan.ignored == {"not a video name (--include)": 2, "symlink loop": 1, "broken symlink or unreadable": 1}
 
 
-def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(nightly_ray: None, tmp_path: Path) -> None:
+def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(ray_local: None, tmp_path: Path) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
     clip = make_archive_clips(tmp_path / "clips", 1, 4)[0]
@@ -412,7 +405,7 @@ def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
         pass
 
 
-def test_video_leased_by_another_run_is_not_processed_twice(nightly_ray: None, tmp_path: Path) -> None:
+def test_video_leased_by_another_run_is_not_processed_twice(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 2, 4)
     layout = DatasetLayout(LocalStorage(out), _params_id())
@@ -425,7 +418,7 @@ def test_video_leased_by_another_run_is_not_processed_twice(nightly_ray: None, t
     assert run_job(_spec(inp, out)).ok == 1  # the next run does it
 
 
-def test_progress_inside_a_video_is_visible_while_it_runs(nightly_ray: None, tmp_path: Path) -> None:
+def test_progress_inside_a_video_is_visible_while_it_runs(ray_local: None, tmp_path: Path) -> None:
     import ray
 
     from jobs.plan import VideoTask
@@ -469,6 +462,6 @@ def test_size_change_mid_stream_is_the_videos_own_failure(tmp_path: Path) -> Non
                     c.mux(p)
     # which check fires first depends on where the demuxer notices the join: the second segment's
     # packets may be flagged (continuity counters restart) before a frame of the new size decodes
-    with VideoReader(joined) as r, pytest.raises(VideoError, match="size changes mid-stream|corrupt packet"):
+    with VideoReader(joined) as r, pytest.raises(VideoError, match=r"size changes mid-stream|corrupt packet"):
         for _ in r:
             pass

@@ -25,7 +25,7 @@ import numpy as np
 
 from tracking.atomic import AtomicOutput
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FALLBACK_FPS = 25.0  # only for sources that carry no timing at all (image folders without seqinfo)
