@@ -81,6 +81,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="on SIGINT/SIGTERM, how long videos in flight may take to finish")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write <dataset>/report.html at the end")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -172,12 +173,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address, include=args.include or list(DEFAULT_INCLUDE), exclude=args.exclude,
         modified_since=args.modified_since, settle_seconds=args.settle_seconds, max_attempts=args.max_attempts,
         endpoint_url=args.s3_endpoint_url, progress=not args.no_progress, retry_failed=args.retry_failed,
-        start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose)
+        start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose,
+        report=not args.no_report)
     result = run_job(spec)
     print(result.summary_line())
+    if result.report:
+        print(f"report: {result.report}")
     print(json.dumps({"run_id": result.run_id, "params_id": result.params_id, "dataset": result.dataset,
                       "ok": result.ok, "failed": result.failed, "failed_before": result.failed_before,
                       "outstanding": result.outstanding, "skipped": result.skipped, "manifest": result.manifest,
+                      "report": result.report,
                       "exit_code": result.exit_code}))
     return result.exit_code
 

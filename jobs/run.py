@@ -74,6 +74,7 @@ class JobSpec:
     breaker_threshold: int = 5  # consecutive infrastructure failures that stop dispatching
     backoff_seconds: float = 2.0  # first retry delay of a retryable video; doubles each attempt
     verbose: bool = False
+    report: bool = True  # write <dataset>/report.html at the end of the run
 
 
 @dataclass
@@ -90,6 +91,7 @@ class RunResult:
     seconds: float = 0.0
     interrupted_by: int = 0  # signal number
     manifest: str = ""  # where the manifest went ("" if it could not be written)
+    report: str = ""  # where report.html went ("" if not written)
     attempts: list[Attempt] = field(default_factory=list)
 
     @property
@@ -147,7 +149,7 @@ def run_job(spec: JobSpec) -> RunResult:
     journal = ManifestJournal(layout, run_id)
     if not plan.todo:
         layout.write_config(config_document(spec, params_id, model.sha256))
-        return _finish(plan, journal, result, t0)
+        return _finish(plan, journal, result, t0, spec.report)
     with _ray_session(spec), _signals_to_flag() as stop:
         pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo), run_id)
         try:  # from here on, whatever happens, the manifest is written
@@ -156,16 +158,30 @@ def run_job(spec: JobSpec) -> RunResult:
             Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
         finally:
             pool.shutdown()
-            _finish(plan, journal, result, t0)
+            _finish(plan, journal, result, t0, spec.report)
     return result
 
 
-def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float) -> RunResult:
+def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool) -> RunResult:
     _record_not_attempted(plan, journal, result)
     result.seconds = time.perf_counter() - t0
     _close_manifest(journal, result)
     log.info(result.summary_line())
+    if report and not result.interrupted_by:
+        _write_report(journal.layout, result)
     return result
+
+
+def _write_report(layout: DatasetLayout, result: RunResult) -> None:
+    """The dataset's report.html (jobs/report.py). A report that cannot be built is logged: the
+    run's data and exit code stand (`vidtrack report` can rebuild it)."""
+    from jobs.report import write_report
+
+    try:
+        result.report = write_report(layout.storage, layout.params_id)
+    except Exception as e:
+        log.error("could not write the run report (%s: %s); rebuild it with: vidtrack report %s",
+                  e.__class__.__name__, e, result.dataset)
 
 
 def _recover_earlier_runs(layout: DatasetLayout) -> None:

@@ -15,6 +15,7 @@ their ONNX files without loading either (that is most of `vidtrack track`'s star
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -129,8 +130,13 @@ def _openvino(onnx_path: Path, threads: int) -> RunFn:
     blobs = cache_root() / "openvino-blobs"  # compiled kernels, keyed by OpenVINO itself
     blobs.mkdir(parents=True, exist_ok=True)
     core.set_property({"CACHE_DIR": str(blobs)})
-    compiled = core.compile_model(str(onnx_path), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    # OpenVINO's blob cache is not safe for two processes compiling the same model at once (two
+    # actors starting on a fresh node: "cannot set permissions ... .blob"): compile one at a time;
+    # the second then loads the first one's blob.
+    with open(blobs / ".compile.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        compiled = core.compile_model(str(onnx_path), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
