@@ -67,11 +67,11 @@ def need_shared(*paths: Path) -> None:
 def write_video(path: Path, frames: Iterator[np.ndarray] | list[np.ndarray], fps: float = 25.0,
                 codec: str = "libx264", pix_fmt: str = "yuv420p", container_format: str | None = None,
                 rotation: int | None = None, pts: list[int] | None = None,
-                time_base: Fraction | None = None) -> Path:
+                time_base: Fraction | None = None, options: dict[str, str] | None = None) -> Path:
     """Encode BGR frames with PyAV (real codecs). `pts`/`time_base` give explicit timing."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format) as c:
+    with av.open(str(path), "w", format=container_format, options=options or {}) as c:
         s = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
         if time_base is not None:

@@ -42,18 +42,8 @@ def _frames(n: int, src: Path = VIDEOS / "car-detection.mp4") -> list[np.ndarray
 
 
 def _faststart_mp4(path: Path, frames: list[np.ndarray]) -> Path:
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="bgr24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path
+    """An MP4 whose index (moov) is at the front: truncated, it still declares every frame."""
+    return write_video(path, frames, container_format="mp4", options={"movflags": "+faststart"})
 
 
 def _cut(path: Path, dst: Path, fraction: float = 0.5) -> Path:
@@ -72,6 +62,16 @@ def _spec(inp: Path, out: Path, *extra: str, **kw: object) -> JobSpec:
 
 def _params_id(*extra: str) -> str:
     return load_config(None, [*JOB_OVERRIDES, *extra]).params_id(file_sha256(MODEL))
+
+
+def _blocked(tmp_path: Path, clips: int, frames: int, blocked: str) -> tuple[Path, Path, str]:
+    """Input clips, and an output whose `<params_id>/<blocked>` is a file where a folder must go
+    (a real storage error for every write under it)."""
+    inp, out, pid = tmp_path / "in", tmp_path / "out", _params_id()
+    make_archive_clips(inp, clips, frames)
+    (out / pid).mkdir(parents=True)
+    (out / pid / blocked).write_text("a file where a folder must go")
+    return inp, out, pid
 
 
 def _manifest_rows(dataset: Path) -> list[dict[str, object]]:
@@ -170,11 +170,7 @@ def test_markers_of_vidtrack_0_1_are_still_understood(tmp_path: Path) -> None:
 # -- 3. infrastructure failures are retried, not remembered as the video's ------------------
 
 def test_blocked_output_is_retryable_and_leaves_nothing(ray_local: None, tmp_path: Path) -> None:
-    inp, out = tmp_path / "in", tmp_path / "out"
-    make_archive_clips(inp, 1, 6)
-    pid = _params_id()
-    (out / pid).mkdir(parents=True)
-    (out / pid / "tracks").write_text("a file where a folder must go")  # the tracks upload fails
+    inp, out, pid = _blocked(tmp_path, 1, 6, "tracks")  # the tracks upload fails
     r = run_job(_spec(inp, out, max_attempts=2))
     assert (r.ok, r.failed, r.outstanding, r.exit_code) == (0, 0, 1, EXIT_INCOMPLETE)
     rows = [a for a in r.attempts if a.attempt > 0]
@@ -188,11 +184,7 @@ def test_blocked_output_is_retryable_and_leaves_nothing(ray_local: None, tmp_pat
 
 
 def test_circuit_breaker_stops_dispatching(ray_local: None, tmp_path: Path) -> None:
-    inp, out = tmp_path / "in", tmp_path / "out"
-    make_archive_clips(inp, 5, 4)
-    pid = _params_id()
-    (out / pid).mkdir(parents=True)
-    (out / pid / "videos").write_text("blocked")
+    inp, out, _ = _blocked(tmp_path, 5, 4, "videos")
     r = run_job(_spec(inp, out, max_attempts=1, breaker_threshold=2))
     attempted = [a for a in r.attempts if a.status == Status.RETRYABLE]
     cancelled = [a for a in r.attempts if a.status == Status.CANCELLED]
@@ -339,11 +331,7 @@ def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
 
 
 def test_manifest_that_cannot_be_written_is_kept_locally(ray_local: None, tmp_path: Path) -> None:
-    inp, out = tmp_path / "in", tmp_path / "out"
-    make_archive_clips(inp, 1, 4)
-    pid = _params_id()
-    (out / pid).mkdir(parents=True)
-    (out / pid / "manifest").write_text("blocked")
+    inp, out, _ = _blocked(tmp_path, 1, 4, "manifest")
     r = run_job(_spec(inp, out))
     assert r.ok == 1 and r.manifest == "" and r.exit_code == EXIT_INCOMPLETE
     local = Path(os.environ.get("TMPDIR", "/tmp")) / f"vidtrack-manifest-{r.run_id}.parquet"
