@@ -59,6 +59,9 @@ class DatasetLayout:
     def journal_prefix(self, run_id: str) -> str:
         return self.key("_journal", f"run_id={run_id}") + "/"
 
+    def journal_lease(self, run_id: str) -> str:
+        return self.key("_journal", f"run_id={run_id}.lease")
+
     def journal(self, run_id: str, seq: int) -> str:
         return self.journal_prefix(run_id) + f"{seq:07d}.json"
 

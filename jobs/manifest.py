@@ -17,6 +17,8 @@ import json
 import logging
 import tempfile
 import typing
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,11 +28,15 @@ from typing import TYPE_CHECKING, Any, Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.storage import LeaseHeld
+
 if TYPE_CHECKING:
     from jobs.layout import DatasetLayout
     from jobs.storage import ObjectInfo
 
 log = logging.getLogger("vidtrack.jobs.manifest")
+
+JOURNAL_LEASE_TTL_S = 300.0  # a killed driver's journal (on S3) can be recovered this long after
 
 
 class Status(StrEnum):
@@ -92,6 +98,11 @@ class ManifestJournal:
         self.rows: list[Attempt] = []
         self.journal_errors = 0
 
+    def held(self, owner: str) -> AbstractContextManager[Callable[[], None]]:
+        """The lease that tells other runs this journal is being written (not to be recovered)."""
+        return self.layout.storage.lease(self.layout.journal_lease(self.run_id), owner, self.run_id,
+                                         JOURNAL_LEASE_TTL_S)
+
     def add(self, row: Attempt, durable: bool = True) -> None:
         """Record a row; `durable` rows are written to the output's journal at once."""
         row.run_id, row.params_id = self.run_id, self.layout.params_id
@@ -134,9 +145,10 @@ def _drop_journal(layout: DatasetLayout, run_id: str) -> None:
         layout.storage.delete(obj.key)
 
 
-def recover(layout: DatasetLayout) -> list[str]:
-    """Compact the journals of runs that never wrote their manifest (driver killed) into
-    their manifest. Returns the recovered run ids."""
+def recover(layout: DatasetLayout, owner: str) -> list[str]:
+    """Compact the journals of runs that never wrote their manifest (driver killed) into their
+    manifest. A run still going holds the lease on its journal (`ManifestJournal.held`) and is
+    left alone. Returns the recovered run ids."""
     by_run: dict[str, list[str]] = {}
     for obj in layout.storage.list(layout.key("_journal") + "/"):
         run_part = obj.key.split("/")[-2]
@@ -144,13 +156,23 @@ def recover(layout: DatasetLayout) -> list[str]:
             by_run.setdefault(run_part[len("run_id="):], []).append(obj.key)
     recovered = []
     for run_id, keys in sorted(by_run.items()):
-        if not layout.storage.exists(layout.manifest(run_id)):
-            rows = [Attempt(**_known(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
-            write_manifest(layout, run_id, rows)
-            log.warning("run %s ended without its manifest: recovered %d attempt records from its journal",
-                        run_id, len(rows))
-            recovered.append(run_id)
-        _drop_journal(layout, run_id)
+        try:
+            with layout.storage.lease(layout.journal_lease(run_id), owner, "recovery", JOURNAL_LEASE_TTL_S):
+                if _recover_run(layout, run_id, keys):
+                    recovered.append(run_id)
+        except LeaseHeld:
+            log.debug("run %s is still going: its journal is its own", run_id)
+    return recovered
+
+
+def _recover_run(layout: DatasetLayout, run_id: str, keys: list[str]) -> bool:
+    recovered = not layout.storage.exists(layout.manifest(run_id))
+    if recovered:
+        rows = [Attempt(**_known(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
+        write_manifest(layout, run_id, rows)
+        log.warning("run %s ended without its manifest: recovered %d attempt records from its journal",
+                    run_id, len(rows))
+    _drop_journal(layout, run_id)
     return recovered
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import logging
+import os
 import signal
 import tempfile
 import time
@@ -149,13 +150,15 @@ def run_job(spec: JobSpec) -> RunResult:
     journal = ManifestJournal(layout, run_id)
     if not plan.todo:
         layout.write_config(config_document(spec, params_id, model.sha256))
+        _recover_earlier_runs(layout, run_id)
         return _finish(plan, journal, result, t0, spec.report)
     with _ray_session(spec), _signals_to_flag() as stop:
         pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo), run_id)
         try:  # from here on, whatever happens, the manifest is written
             layout.write_config(config_document(spec, params_id, model.sha256))
-            _recover_earlier_runs(layout)
-            Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
+            _recover_earlier_runs(layout, run_id)
+            with journal.held(f"driver of run {run_id}, pid {os.getpid()}"):
+                Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
         finally:
             pool.shutdown()
             _finish(plan, journal, result, t0, spec.report)
@@ -184,9 +187,9 @@ def _write_report(layout: DatasetLayout, result: RunResult) -> None:
                   e.__class__.__name__, e, result.dataset)
 
 
-def _recover_earlier_runs(layout: DatasetLayout) -> None:
+def _recover_earlier_runs(layout: DatasetLayout, run_id: str) -> None:
     try:
-        recover(layout)
+        recover(layout, f"run {run_id} (recovering)")
     except Exception as e:  # their journals stay; the next run tries again
         log.error("could not recover the journal of an earlier run (%s: %s)", e.__class__.__name__, e)
 

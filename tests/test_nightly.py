@@ -453,3 +453,16 @@ def test_size_change_mid_stream_is_the_videos_own_failure(tmp_path: Path) -> Non
     with VideoReader(joined) as r, pytest.raises(VideoError, match=r"size changes mid-stream|corrupt packet"):
         for _ in r:
             pass
+
+
+def test_a_running_runs_journal_is_not_recovered_by_another_run(tmp_path: Path) -> None:
+    from jobs.manifest import ManifestJournal, recover
+
+    layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
+    running = ManifestJournal(layout, "run-A")
+    with running.held("driver A"):
+        running.add(Attempt("v", "v.mp4", 1, Status.OK, frames=3))
+        assert recover(layout, "run B") == []  # A is alive: its journal is its own
+        assert list((tmp_path / "out" / "pid" / "_journal").rglob("*.json"))
+    assert recover(layout, "run B") == ["run-A"]  # A died without its manifest: B compacts it
+    assert pq.read_table(tmp_path / "out" / layout.manifest("run-A")).to_pylist()[0]["frames"] == 3
