@@ -14,16 +14,10 @@
 from __future__ import annotations
 
 import json
-import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from jobs.manifest import DoneMarker, FailedMarker
 from jobs.storage import Storage
-
-log = logging.getLogger("vidtrack.jobs.layout")
-M = TypeVar("M", DoneMarker, FailedMarker)
 
 
 @dataclass(frozen=True)
@@ -64,27 +58,6 @@ class DatasetLayout:
 
     def journal(self, run_id: str, seq: int) -> str:
         return self.journal_prefix(run_id) + f"{seq:07d}.json"
-
-    def done_markers(self) -> dict[str, DoneMarker]:
-        """video_id -> its `_done` marker (the source version it describes)."""
-        return self._markers("_done", DoneMarker)
-
-    def failed_markers(self) -> dict[str, FailedMarker]:
-        """video_id -> the failure marker (source identity, error) of earlier runs."""
-        return self._markers("_failed", FailedMarker)
-
-    def _markers(self, folder: str, cls: type[M]) -> dict[str, M]:
-        prefix = self.key(folder) + "/"
-        keys = [o.key for o in self.storage.list(prefix) if o.key.endswith(".json")]
-        with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
-            blobs = list(pool.map(self.storage.read_bytes, keys))
-        out = {}
-        for key, blob in zip(keys, blobs, strict=True):
-            try:
-                out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
-            except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
-                log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
-        return out
 
     def write_config(self, data: dict[str, Any]) -> None:
         """config.json is written once per params_id; a rerun leaves it untouched."""

@@ -18,12 +18,13 @@ import logging
 import tempfile
 import typing
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -258,9 +259,37 @@ class FailedMarker(_Marker):
     at: str = ""
 
 
+M = TypeVar("M", DoneMarker, FailedMarker)
+
+
+def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
+    """video_id -> its `_done` marker (the source version it describes)."""
+    return _markers(layout, "_done", DoneMarker)
+
+
+def failed_markers(layout: DatasetLayout) -> dict[str, FailedMarker]:
+    """video_id -> the failure marker (source identity, error) of earlier runs."""
+    return _markers(layout, "_failed", FailedMarker)
+
+
+def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
+    prefix = layout.key(folder) + "/"
+    keys = [o.key for o in layout.storage.list(prefix) if o.key.endswith(".json")]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
+        blobs = list(pool.map(layout.storage.read_bytes, keys))
+    out = {}
+    for key, blob in zip(keys, blobs, strict=True):
+        try:
+            out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
+        except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
+            log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
+    return out
+
+
 def marker_time(m: DoneMarker | FailedMarker) -> str:
     return m.finished_at if isinstance(m, DoneMarker) else m.at
 
 
 __all__ = ["MANIFEST_SCHEMA", "OUTSTANDING", "Attempt", "DoneMarker", "FailedMarker", "ManifestJournal",
-           "SourceIdentity", "Status", "marker_time", "now_iso", "recover", "write_manifest"]
+           "SourceIdentity", "Status", "done_markers", "failed_markers", "marker_time", "now_iso", "recover",
+           "write_manifest"]

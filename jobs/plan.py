@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from jobs.layout import DatasetLayout
-from jobs.manifest import FailedMarker, SourceIdentity
+from jobs.manifest import FailedMarker, SourceIdentity, done_markers, failed_markers
 from jobs.storage import ObjectInfo, Storage, matches, printable
 
 log = logging.getLogger("vidtrack.jobs.plan")
@@ -104,10 +104,10 @@ def plan_run(source: Storage, layout: DatasetLayout, include: list[str], exclude
              modified_since: datetime | None = None, retry_failed: bool = False,
              settle_seconds: float = 0.0) -> Plan:
     tasks, ignored, listed = list_videos(source, include, exclude, modified_since, settle_seconds)
-    done_markers, failed_markers = layout.done_markers(), layout.failed_markers()
+    done_by_id, failed_by_id = done_markers(layout), failed_markers(layout)
     plan = Plan([], [], [], ignored, listed)
     for t in tasks:
-        done, failed = done_markers.get(t.video_id), failed_markers.get(t.video_id)
+        done, failed = done_by_id.get(t.video_id), failed_by_id.get(t.video_id)
         if done is not None and done.matches(t.identity, done.finished_at):
             plan.done.append(t)
         elif failed is not None and failed.matches(t.identity, failed.at) and not retry_failed:

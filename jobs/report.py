@@ -24,17 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from jobs.layout import DatasetLayout
+from jobs.manifest import done_markers
+from jobs.report_data import (
+    ReportData,
+    ReportError,
+    s3_tracks_dataset,
+)
 from jobs.storage import LocalStorage, ObjectInfo, S3Storage, Storage, StorageError, open_storage
 from tracking.atomic import write_bytes_atomic
 
@@ -44,10 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vidtrack." + __name__)
 
 REPORT_NAME = "report.html"
-SHORT_TRACK_S = 1.0  # a track seen for less than this many seconds is "short" (its share per video: ID churn)
-MAX_TABLE_ROWS = 200  # rows per table on the page; the rest is counted and the SQL to list it shown
-STAGE_ORDER = ("fetch", "decode", "detect", "embed", "track", "write", "encode", "publish")
-STATUS_ORDER = ("ok", "failed", "lost", "skipped")
 
 # The manifest columns the report relies on (README "Output dataset"); anything else is optional.
 MANIFEST_COLUMNS = {
@@ -61,32 +61,6 @@ DONE_SCHEMA = pa.schema([
     pa.field("fps", pa.float64()), pa.field("width", pa.int64()), pa.field("height", pa.int64()),
     pa.field("finished_at", pa.string()),
 ])
-
-
-class ReportError(RuntimeError):
-    pass
-
-
-@dataclass
-class Section:
-    """Query results for one part of the page: small, already aggregated or capped."""
-
-    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ReportData:
-    params_id: str
-    dataset_uri: str
-    generated_at: str
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    history: Section
-    failures: Section
-    throughput: Section
-    tracked: Section
-    sheet: list[dict[str, Any]]
 
 
 def build_report(storage: Storage, params_id: str) -> bytes:
@@ -157,7 +131,7 @@ def register_manifest(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, tmp
 def register_done(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> None:
     """Table `done`: one row per complete video, from its _done marker (read in parallel;
     an unreadable marker is logged and its video counted as not complete)."""
-    markers = layout.done_markers().values()
+    markers = done_markers(layout).values()
     done = pa.Table.from_pylist([{f: getattr(m, f, None) for f in DONE_SCHEMA.names} for m in markers],
                                 schema=DONE_SCHEMA)
     con.register("done_arrow", done)
@@ -184,40 +158,6 @@ def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> No
     con.execute("create table trk as select video_id, track_id, any_value(class_name) as class_name, "
                 "min(timestamp_s) as t0, max(timestamp_s) as t1, max(timestamp_s) - min(timestamp_s) as dwell_s, "
                 "count(*) as n, count_if(matched) as n_matched from tracks group by video_id, track_id")
-
-
-def s3_tracks_dataset(storage: S3Storage, keys: list[str]) -> Any:
-    """A pyarrow dataset over track files on S3 (DuckDB scans it with projection and filter
-    pushdown). Credentials: the AWS SDK's default chain, as boto3's."""
-    import pyarrow.dataset as ds
-    from pyarrow import fs
-
-    region = storage.client.meta.region_name or "us-east-1"
-    # an S3-compatible server: --s3-endpoint-url, or boto3's own AWS_ENDPOINT_URL(_S3)
-    endpoint = storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        s3fs = fs.S3FileSystem(endpoint_override=host, scheme=scheme, region=region)
-    else:
-        s3fs = fs.S3FileSystem(region=fs.resolve_s3_region(storage.bucket))
-    paths = [f"{storage.bucket}/{storage.prefix}{k}" for k in keys]
-    return ds.dataset(paths, filesystem=s3fs, format="parquet")
-
-
-def video_source(layout: DatasetLayout, video_id: str) -> str | None:
-    """Something PyAV opens for the annotated video: a local path, or a presigned S3 URL
-    (seeks become range requests; nothing is downloaded whole). None when there is none."""
-    key = layout.video(video_id)
-    if not layout.storage.exists(key):
-        return None
-    if isinstance(layout.storage, LocalStorage):
-        return str(layout.storage.root / key)
-    s = layout.storage
-    if not isinstance(s, S3Storage):
-        raise ReportError(f"{s.uri}: annotated videos on this storage cannot be opened")
-    url: str = s.client.generate_presigned_url("get_object", Params={"Bucket": s.bucket, "Key": s.prefix + key},
-                                               ExpiresIn=900)
-    return url
 
 
 def _local_copy(storage: Storage, obj: ObjectInfo, dest: Path) -> str:

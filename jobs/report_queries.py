@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from jobs.report import MAX_TABLE_ROWS, SHORT_TRACK_S, STAGE_ORDER, STATUS_ORDER, Section
+from jobs.report_data import MAX_TABLE_ROWS, SHORT_TRACK_S, STAGE_ORDER, STATUS_ORDER, Section
 
 FAILURES_PER_CLASS = 25  # failed videos listed per error class (the rest counted)
 FAILURE_CLASSES = 40  # error classes listed

@@ -35,7 +35,7 @@ JPEG_QUALITY = 70
 
 def contact_sheet(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> list[dict[str, Any]]:
     """[{video_id, source_key, error?, tracks: [{track_id, class_name, t0, t1, thumbs: [{t, jpeg}]}]}]"""
-    from jobs.report import video_source
+    from jobs.report_data import video_source
 
     prefix = layout.key("videos") + "/"
     annotated = [o.key[len(prefix):-len(".mp4")] for o in layout.storage.list(prefix) if o.key.endswith(".mp4")]
@@ -80,7 +80,7 @@ def _track_file(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, video_id:
     if isinstance(layout.storage, LocalStorage):
         path = str(layout.storage.root / layout.tracks(video_id)).replace("'", "''")
         return f"read_parquet('{path}')"
-    from jobs.report import s3_tracks_dataset
+    from jobs.report_data import s3_tracks_dataset
 
     if not isinstance(layout.storage, S3Storage):
         return "tracks"
