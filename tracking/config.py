@@ -75,7 +75,7 @@ class EmbedderConfig:
 
     model: str = "mobilenetv2"
     crop_size: tuple[int, int] = (224, 224)
-    batch_size: int = 16  # crops per forward pass (larger batches are slower on CPU caches)
+    batch_size: int = 64  # crops per forward pass (fp32 on 2 cores: 64 per call 12% cheaper per crop than 16)
     half: bool = True  # fp16 on CUDA; ignored on CPU
     backend: str = "auto"  # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
     precision: str = "fp32"  # or "int8" (CPU backends): changes results, so it is part of params_id
