@@ -356,3 +356,22 @@ def test_s3_lease_of_a_dead_attempt_of_the_same_run_is_taken_over(s3: str) -> No
         pass
     with store.lease("_lease/v.json", "attempt 2", "R", 60):
         assert json.loads(c.get_object(Bucket="leases2", Key="ds/_lease/v.json")["Body"].read())["owner"] == "attempt 2"
+
+
+def test_archived_object_is_retryable_until_restored(s3: str, archive: dict[str, Path], ray_local: None) -> None:
+    """An object in an archival storage class cannot be read until restored: that is the storage's
+    state, not the video's fault — no failure marker, picked up by the run after the restore."""
+    c = _client(s3)
+    c.create_bucket(Bucket="cold")
+    c.upload_file(str(archive["_extra"]), "cold", "raw/a.mp4", ExtraArgs={"StorageClass": "GLACIER"})
+    c.upload_file(str(archive["_extra2"]), "cold", "raw/b.mp4")
+    spec = _spec(s3, "s3://results/cold/", input="s3://cold/raw/")
+    spec.max_attempts, spec.backoff_seconds = 1, 0.1
+    r = run_job(spec)
+    (row,) = [a for a in r.attempts if a.source_key == "a.mp4"]
+    assert row.status == "retryable" and row.error_stage == "fetch" and "archived" in row.error_message
+    assert (r.ok, r.failed, r.outstanding, r.exit_code) == (1, 0, 1, 4)
+    assert not [k for k in _snapshot(s3, "results", "cold/") if "/_failed/" in k]
+    c.restore_object(Bucket="cold", Key="raw/a.mp4", RestoreRequest={"Days": 1})
+    again = run_job(_spec(s3, "s3://results/cold/", input="s3://cold/raw/"))
+    assert (again.ok, again.skipped, again.exit_code) == (1, 1, 0)

@@ -169,16 +169,18 @@ def test_markers_of_vidtrack_0_1_are_still_understood(tmp_path: Path) -> None:
 
 # -- 3. infrastructure failures are retried, not remembered as the video's ------------------
 
-def test_blocked_output_is_retryable_and_leaves_nothing(ray_local: None, tmp_path: Path) -> None:
-    inp, out, pid = _blocked(tmp_path, 1, 6, "tracks")  # the tracks upload fails
+@pytest.mark.parametrize("blocked", ["tracks", "_done"])  # the tracks upload fails / the last write fails
+def test_blocked_output_is_retryable_and_leaves_nothing(blocked: str, ray_local: None, tmp_path: Path) -> None:
+    inp, out, pid = _blocked(tmp_path, 1, 6, blocked)
     r = run_job(_spec(inp, out, max_attempts=2))
     assert (r.ok, r.failed, r.outstanding, r.exit_code) == (0, 0, 1, EXIT_INCOMPLETE)
     rows = [a for a in r.attempts if a.attempt > 0]
     assert [a.status for a in rows] == ["retryable", "retryable"]  # retried within the run, then left
     assert all(a.error_stage == "publish" for a in rows)
     assert not list((out / pid).glob("_failed/*")) and not list((out / pid).glob("videos/*.mp4"))
-    assert not list((out / pid).glob("_done/*")) and not list(out.rglob("*.partial"))
-    (out / pid / "tracks").unlink()  # the storage is fixed: the next run picks it up by itself
+    assert not list((out / pid).glob("tracks/*/*.parquet"))  # nothing a README query would read
+    assert not list(out.rglob("*.partial"))
+    (out / pid / blocked).unlink()  # the storage is fixed: the next run picks it up by itself
     again = run_job(_spec(inp, out))
     assert (again.ok, again.exit_code) == (1, EXIT_OK)
 
