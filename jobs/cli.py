@@ -148,18 +148,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     params_id = cfg.params_id(models.detector.model_sha256)
     with tempfile.TemporaryDirectory(prefix="vidtrack-eval-") as tmp:
         out = args.out or Path(tmp)
-        results = {}
+        online, refined = {}, {}
         for seq in sequences:
             detect = seq.public_detect_fn() if args.detections == "public" else None
-            outputs = VideoOutputs.in_dir(out, seq.name, annotated=cfg.output.annotated_video)
+            online_tracks = out / f"{seq.name}.online.tracks.parquet"
+            outputs = dataclasses.replace(VideoOutputs.in_dir(out, seq.name, annotated=cfg.output.annotated_video),
+                                          online_tracks=online_tracks)
             s = process_video(seq.source, outputs, cfg, models, video_id=seq.name, params_id=params_id,
                               detect=detect)
-            results[seq.name] = out / f"{seq.name}.mot.txt"
-            tracks_to_mot(outputs.tracks, results[seq.name], matched_only=not args.all_boxes)
-            log.info("%s: %d frames in %.1f s, stages %s", seq.name, s.frames, s.wall_seconds, s.stage_seconds)
-        scores = evaluate(results, sequences)
-    for name, sc in scores.items():
-        print(sc.row(name))
+            refined[seq.name], online[seq.name] = out / f"{seq.name}.mot.txt", out / f"{seq.name}.online.mot.txt"
+            tracks_to_mot(outputs.tracks, refined[seq.name], matched_only=not args.all_boxes)
+            tracks_to_mot(online_tracks, online[seq.name], matched_only=not args.all_boxes)
+            log.info("%s: %d frames in %.1f s, stages %s, tracker %s, refine %s", seq.name, s.frames,
+                     s.wall_seconds, s.stage_seconds, s.tracker_frames, s.refine)
+        before, after = evaluate(online, sequences), evaluate(refined, sequences)
+    print(f"{'':<24} {'online tracker (before refinement)':<52} | refined (published records)")
+    for name, sc in after.items():
+        print(f"{name:<24} {before[name].short():<52} | {sc.short()}")
     return EXIT_OK
 
 

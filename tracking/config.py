@@ -89,24 +89,81 @@ class EmbedderConfig:
         _check(1 <= self.batch_size <= 1024, "embedder.batch_size", self.batch_size, "must be in [1, 1024]")
 
 
+FALLBACK_FPS = 25.0  # a video whose frame rate is unknown (declared and from timestamps) resolves times at this
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
-    """deep-sort-realtime DeepSort parameters (see its docs for meaning)."""
+    """deep-sort-realtime DeepSort parameters (see its docs for meaning).
 
-    max_age: int = 30
+    Track persistence is a time: `max_age_s` seconds without a detection before a track is
+    deleted, resolved per video from its frame rate (`resolve`), so a 5 fps and a 30 fps
+    camera keep a lost object equally long. `max_age` (frames), when set, overrides it.
+    `n_init` stays a frame count: it asks for consecutive detections, a property of the
+    detector rather than of time, and refinement restores the frames it withholds.
+    The defaults are meant for refinement (`RefineConfig`): a short online memory and a
+    strict appearance gate, with the long-range joins left to stitching.
+    """
+
+    max_age_s: float = 0.5
+    max_age: int | None = None  # frames; overrides max_age_s when set
     n_init: int = 3
-    max_cosine_distance: float = 0.2
+    # strict: a doubtful appearance match starts a new track, which refinement's stitching
+    # (whole-track mean appearance + motion) can rejoin; a wrong online match cannot be undone
+    max_cosine_distance: float = 0.1
     max_iou_distance: float = 0.7
     nn_budget: int = 100  # bounded appearance gallery per track: flat memory on long videos
 
     def __post_init__(self) -> None:
-        _check(self.max_age >= 1, "tracker.max_age", self.max_age, "must be >= 1")
+        _check(self.max_age is None or (isinstance(self.max_age, int) and not isinstance(self.max_age, bool)
+                                        and self.max_age >= 1), "tracker.max_age", self.max_age,
+               "must be an integer >= 1 (frames), or unset to use tracker.max_age_s")
+        _check(0.0 < self.max_age_s <= 3600.0, "tracker.max_age_s", self.max_age_s, "must be in (0, 3600] seconds")
         _check(self.n_init >= 1, "tracker.n_init", self.n_init, "must be >= 1")
         _check(0.0 < self.max_cosine_distance <= 2.0, "tracker.max_cosine_distance", self.max_cosine_distance,
                "must be in (0, 2]")
         _check(0.0 < self.max_iou_distance <= 1.0, "tracker.max_iou_distance", self.max_iou_distance,
                "must be in (0, 1]")
         _check(1 <= self.nn_budget <= 10_000, "tracker.nn_budget", self.nn_budget, "must be in [1, 10000]")
+
+    def resolve(self, fps: float) -> dict[str, int]:
+        """The frame counts this video's tracker runs with (recorded in its summary)."""
+        rate = fps if fps > 0 else FALLBACK_FPS
+        max_age = self.max_age if self.max_age is not None else max(1, round(self.max_age_s * rate))
+        return {"max_age": max_age, "n_init": self.n_init, "nn_budget": self.nn_budget}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """The offline pass over a whole video's tracks (tracking/refine.py); times in seconds.
+
+    enabled: false writes the online tracker's records as they came.
+    keep_track_start: a confirmed track keeps the frames before its confirmation.
+    max_gap_s: gaps up to this long inside a track are filled by linear interpolation (0: off).
+    stitch_max_gap_s: a track ending this long or less before another starts may be joined
+    to it (0: off) when their mean appearances are within `stitch_max_distance` (cosine)
+    and the jump needs at most `stitch_max_speed` box heights per second.
+    min_track_s: tracks detected for a shorter time are removed (0: off).
+    class_vote: one class per track, by confidence-weighted vote.
+    """
+
+    enabled: bool = True
+    keep_track_start: bool = True
+    max_gap_s: float = 0.0
+    stitch_max_gap_s: float = 2.0
+    stitch_max_distance: float = 0.25
+    stitch_max_speed: float = 2.0
+    min_track_s: float = 0.5
+    class_vote: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("max_gap_s", "stitch_max_gap_s", "min_track_s"):
+            v = getattr(self, key)
+            _check(0.0 <= v <= 3600.0, f"refine.{key}", v, "must be in [0, 3600] seconds")
+        _check(0.0 < self.stitch_max_distance <= 2.0, "refine.stitch_max_distance", self.stitch_max_distance,
+               "must be in (0, 2]")
+        _check(self.stitch_max_speed > 0.0, "refine.stitch_max_speed", self.stitch_max_speed,
+               "must be > 0 box heights per second")
 
 
 @dataclass(frozen=True)
@@ -133,8 +190,9 @@ class PipelineConfig:
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
-    SECTIONS = ("detector", "embedder", "tracker", "output")
+    SECTIONS = ("detector", "embedder", "tracker", "output", "refine")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in self.SECTIONS}
@@ -178,6 +236,7 @@ class PipelineConfig:
 
 _SECTION_TYPES: dict[str, type] = {
     "detector": DetectorConfig, "embedder": EmbedderConfig, "tracker": TrackerConfig, "output": OutputConfig,
+    "refine": RefineConfig,
 }
 
 
@@ -196,6 +255,8 @@ def _build_section(klass: type, section: str, values: dict[str, Any]) -> Any:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Check `value` against the type of the field's default; lists become tuples."""
+    if default is None:  # optional field: checked by the section's __post_init__
+        return value
     if isinstance(default, bool):
         _check(isinstance(value, bool), key, value, "must be true or false")
     elif isinstance(default, int):

@@ -80,10 +80,12 @@ class MotSequence:
 def tracks_to_mot(tracks_parquet: str | os.PathLike[str], out_txt: str | os.PathLike[str],
                   matched_only: bool = True, class_id: int | None = None) -> int:
     """Write MOTChallenge result rows (frame, id, left, top, width, height, 1, -1, -1, -1),
-    1-based frames. `matched_only` keeps boxes matched to a detection in their frame."""
+    1-based frames. `matched_only` leaves out the tracker's motion predictions: it keeps
+    detected boxes and the ones refinement interpolated between two detections."""
     t = pq.read_table(tracks_parquet)
     if matched_only:
-        t = t.filter(pc.field("matched"))
+        t = t.filter(pc.field("box_source") != "predicted" if "box_source" in t.column_names
+                     else pc.field("matched"))
     if class_id is not None:
         t = t.filter(pc.field("class_id") == class_id)
     cols = {k: t.column(k).to_numpy() for k in ("frame_index", "track_id", "x1", "y1", "x2", "y2")}
@@ -103,6 +105,9 @@ class MotScores:
     id_switches: int
     gt_ids: int
     tracker_ids: int
+
+    def short(self) -> str:
+        return f"HOTA {self.hota:6.2f}  MOTA {self.mota:6.2f}  IDF1 {self.idf1:6.2f}  IDSW {self.id_switches:4d}"
 
     def row(self, name: str) -> str:
         return (f"{name:<24} HOTA {self.hota:6.2f}  MOTA {self.mota:6.2f}  IDF1 {self.idf1:6.2f}  "

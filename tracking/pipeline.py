@@ -3,11 +3,15 @@ summary out. This is the whole per-video data flow:
 
     VideoReader (decode thread) --batches of frames--> detect (batched YOLO)
         --> embed every crop of the batch (one pass) --> VideoTracker.update per frame,
-            in order --> TrackTableWriter (Parquet row groups)
-                     \\-> draw_tracks + VideoSink (encode thread, H.264 mp4)
+            in order --> TrackLog (every row the tracker reports, tentative ones too)
+    refine (tracking/refine.py: the whole video's tracks) --> TrackTableWriter (Parquet)
+    render: VideoReader again (decode thread) --> draw_tracks from the final records
+        --> VideoSink (H.264 mp4)
 
-Decode and encode run on their own threads behind bounded queues, so they overlap
-with inference and memory stays flat however long the video is.
+Decode runs on its own thread behind a bounded queue, so it overlaps with inference.
+Frames are never held: the render pass decodes the video a second time, so the
+annotated video shows exactly what the Parquet records say. The track log holds about
+50 bytes per row (refinement needs the whole video), frames are streamed.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from threadpoolctl import threadpool_limits
 
 from tracking.annotate import draw_tracks
 from tracking.atomic import AtomicOutput, write_bytes_atomic
-from tracking.config import PipelineConfig
+from tracking.config import FALLBACK_FPS, PipelineConfig
 from tracking.detections import Detections
 from tracking.detector import Detector
 from tracking.embedder import AppearanceEmbedder
 from tracking.records import TrackTableWriter
+from tracking.refine import DETECTED, RefineStats, TrackLog, TrackRows, online_rows, refine
 from tracking.tracker import VideoTracker
 from tracking.tracks import TrackState
 from tracking.video import Frame, VideoInfo, VideoReader, VideoSink, fps_from_timestamps
@@ -63,6 +68,7 @@ class VideoOutputs:
     tracks: Path
     video: Path | None = None
     summary: Path | None = None
+    online_tracks: Path | None = None  # also write the unrefined records here (e.g. `vidtrack eval`)
 
     @classmethod
     def in_dir(cls, out_dir: str | os.PathLike[str], video_id: str, annotated: bool = True) -> VideoOutputs:
@@ -89,6 +95,8 @@ class VideoSummary:
     stage_seconds: dict[str, float]
     wall_seconds: float
     outputs: dict[str, str | None] = field(default_factory=dict)
+    tracker_frames: dict[str, int] = field(default_factory=dict)  # frame counts resolved from seconds and fps
+    refine: dict[str, int] = field(default_factory=dict)  # what refinement changed (RefineStats)
 
     @property
     def frames_per_second(self) -> float:
@@ -214,43 +222,98 @@ def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: P
     timer, stop = _Timer(), threading.Event()
     names = models.detector.names
     detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
+    for path in (outputs.tracks, outputs.video, outputs.summary, outputs.online_tracks):
+        if path is not None:  # before the long part: an output folder that cannot be made fails now
+            path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        reader = stack.enter_context(VideoReader(source))
-        info = reader.info
         outs = _OutputSet(stack, timer)
-        writer = outs.open(TrackTableWriter(outputs.tracks, video_id=video_id, params_id=params_id,
-                                            class_names=names, frame_size=(info.width, info.height),
-                                            row_group_frames=cfg.output.row_group_frames), "write")
+        info, tracking = _track(source, cfg, models, detect_fn, timer, stop, max_frames, on_frames)
+        t = time.perf_counter()
+        if cfg.refine.enabled:
+            final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only)
+        else:
+            final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
+        t = timer.add("refine", t)
+        rows = _write_tables(outputs, outs, final, tracking, cfg, video_id, params_id, names, info)
+        timer.add("write", t)
         video_path = outputs.video if cfg.output.annotated_video else None
-        encoding = _EncodeStage(video_path, info, cfg, names, stack, outs, timer, stop) if video_path else None
-        tracking = _TrackStage(cfg, writer, encoding, timer, stop)
-        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
-        decoder = stack.enter_context(_running(
-            _Worker("vidtrack-decode", _batches(reader, cfg.detector.batch_size, timer, stop, frames_q)), stop))
-        frames = 0
-        for batch in _first_frames(_drain(frames_q, decoder), max_frames):
-            if encoding:
-                encoding.open(batch)  # at the first batch: fps may come from its timestamps
-            dets, embeds = _infer(batch, detect_fn, models.embedder, info, timer)
-            if encoding:
-                encoding.check()
-            tracking.process(batch, dets, embeds)
-            frames += len(batch)
-            if on_frames:
-                on_frames(frames)
-        if encoding:
-            encoding.finish()
-        if frames == 0:
-            raise RuntimeError(f"{source}: no frames processed")
-    annotated = os.fspath(video_path) if encoding and encoding.opened and video_path else None
-    summary = _summary(video_id, source, params_id, info, frames, writer.rows, tracking, names, timer, wall0,
-                       {"tracks": os.fspath(outputs.tracks), "video": annotated})
+        if video_path is not None:
+            _render(source, video_path, info, tracking, final, cfg, names, outs, timer)
+    summary = _summary(video_id, source, params_id, info, tracking.frames, rows, final, names, timer, wall0,
+                       {"tracks": os.fspath(outputs.tracks), "video": os.fspath(video_path) if video_path else None})
+    summary.tracker_frames, summary.refine = tracking.tracker_frames, asdict(stats)
     if outputs.summary is not None:
         with outs.withdrawn_on_error():
             write_json_atomic(outputs.summary, summary.to_dict())
-    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, frames, writer.rows,
+    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, tracking.frames, rows,
              summary.frames_per_second, summary.stage_seconds)
     return summary
+
+
+def _track(source: str | os.PathLike[str], cfg: PipelineConfig, models: Models, detect_fn: DetectFn,
+           timer: _Timer, stop: threading.Event, max_frames: int | None,
+           on_frames: Callable[[int], None] | None) -> tuple[VideoInfo, _TrackStage]:
+    """Decode, detect, embed and track every frame; the tracker's rows go to a `TrackLog`."""
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(source))
+        info = reader.info
+        tracking = _TrackStage(cfg, info, timer)
+        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        decoder = stack.enter_context(_running(
+            _Worker("vidtrack-decode", _batches(reader, cfg.detector.batch_size, timer, stop, frames_q)), stop))
+        for batch in _first_frames(_drain(frames_q, decoder), max_frames):
+            dets, embeds = _infer(batch, detect_fn, models.embedder, info, timer)
+            tracking.process(batch, dets, embeds)
+            if on_frames:
+                on_frames(tracking.frames)
+    if tracking.frames == 0:
+        raise RuntimeError(f"{source}: no frames processed")
+    return info, tracking
+
+
+def _write_tables(outputs: VideoOutputs, outs: _OutputSet, final: TrackRows, tracking: _TrackStage,
+                  cfg: PipelineConfig, video_id: str, params_id: str, names: dict[int, str],
+                  info: VideoInfo) -> int:
+    """The final records (and, if asked, the online tracker's unrefined ones); returns the row count."""
+    tables = [(outputs.tracks, final)]
+    if outputs.online_tracks is not None:
+        tables.append((outputs.online_tracks, online_rows(tracking.log, cfg.output.confirmed_only)))
+    rows = 0
+    for path, data in tables:
+        writer = outs.open(TrackTableWriter(path, video_id=video_id, params_id=params_id, class_names=names,
+                                            frame_size=(info.width, info.height),
+                                            row_group_frames=cfg.output.row_group_frames), "write")
+        writer.write_rows(data, tracking.log.timestamps)
+        rows = rows or writer.rows
+    return rows
+
+
+def _render(source: str | os.PathLike[str], path: Path, info: VideoInfo, tracking: _TrackStage,
+            final: TrackRows, cfg: PipelineConfig, names: dict[int, str], outs: _OutputSet, timer: _Timer) -> None:
+    """The annotated video: decode the source again and draw each frame's final records.
+    Its whole wall time (decode, draw, encode) counts as the "encode" stage."""
+    t = time.perf_counter()
+    sink = outs.open(VideoSink(path, info.width, info.height, tracking.fps or FALLBACK_FPS,
+                               cfg.output.video_crf, cfg.output.video_preset), "encode")
+    bounds = np.searchsorted(final.frame, np.arange(tracking.frames + 1))
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(source))
+        frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+        decoder = stack.enter_context(_running(
+            _Worker("vidtrack-render-decode", _batches(reader, cfg.detector.batch_size, _Timer(), stop, frames_q)),
+            stop))
+        for batch in _first_frames(_drain(frames_q, decoder), tracking.frames):
+            for frame in batch:
+                states = _states(final, int(bounds[frame.index]), int(bounds[frame.index + 1]))
+                sink.write(draw_tracks(frame.bgr, states, names))
+    timer.add("encode", t)
+
+
+def _states(rows: TrackRows, a: int, b: int) -> list[TrackState]:
+    return [TrackState(int(rows.track[i]), int(rows.cls[i]), float(rows.conf[i]),
+                       (float(rows.xyxy[i, 0]), float(rows.xyxy[i, 1]), float(rows.xyxy[i, 2]),
+                        float(rows.xyxy[i, 3])), bool(rows.source[i] == DETECTED), True) for i in range(a, b)]
 
 
 def _first_frames(batches: Iterator[list[Frame]], max_frames: int | None) -> Iterator[list[Frame]]:
@@ -278,14 +341,16 @@ def _infer(batch: list[Frame], detect_fn: DetectFn, embedder: AppearanceEmbedder
 
 
 def _summary(video_id: str, source: str | os.PathLike[str], params_id: str, info: VideoInfo, frames: int,
-             rows: int, tracking: _TrackStage, names: dict[int, str], timer: _Timer, wall0: float,
+             rows: int, final: TrackRows, names: dict[int, str], timer: _Timer, wall0: float,
              outputs: dict[str, str | None]) -> VideoSummary:
+    per_class = np.unique(np.column_stack([final.cls, final.track]), axis=0) if len(final) else np.zeros((0, 2))
+    classes, counts = np.unique(per_class[:, 0].astype(int), return_counts=True)
     return VideoSummary(
         video_id=video_id, source=os.fspath(source), params_id=params_id, frames=frames,
         frames_declared=info.frame_count,
         duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
         width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=rows,
-        tracks_per_class={names.get(k, str(k)): len(v) for k, v in sorted(tracking.per_class.items())},
+        tracks_per_class={names.get(k, str(k)): int(n) for k, n in zip(classes.tolist(), counts.tolist(), strict=True)},
         stage_seconds={k: round(v, 3) for k, v in sorted(timer.seconds.items())},
         wall_seconds=round(time.perf_counter() - wall0, 3), outputs=outputs)
 
@@ -358,83 +423,29 @@ class _OutputSet:
 
 
 class _TrackStage:
-    """Takes (frames, detections, embeddings) batches in order: one fresh tracker per
-    video, rows to the Parquet writer, (frame, tracks) on to the encode stage."""
+    """Takes (frames, detections, embeddings) batches in order: one fresh tracker per video,
+    made at the first batch (a video whose container declares no frame rate gets one from
+    that batch's timestamps, so times in seconds resolve to this video's frame counts)."""
 
-    def __init__(self, cfg: PipelineConfig, writer: TrackTableWriter, encoding: _EncodeStage | None,
-                 timer: _Timer, stop: threading.Event) -> None:
-        self.tracker = VideoTracker(cfg.tracker)
-        self.confirmed_only = cfg.output.confirmed_only
-        self.writer, self.encoding, self.timer, self.stop = writer, encoding, timer, stop
-        self.per_class: dict[int, set[int]] = defaultdict(set)
+    def __init__(self, cfg: PipelineConfig, info: VideoInfo, timer: _Timer) -> None:
+        self.cfg, self.info, self.timer = cfg, info, timer
+        self.tracker: VideoTracker | None = None
+        self.log = TrackLog(cfg.output.row_group_frames)
+        self.fps, self.frames = 0.0, 0
+
+    @property
+    def tracker_frames(self) -> dict[str, int]:
+        return dict(self.tracker.frames) if self.tracker is not None else {}
 
     def process(self, batch: list[Frame], dets: list[Detections], embeds: list[Any]) -> None:
         t = time.perf_counter()
+        if self.tracker is None:
+            self.fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
+            self.tracker = VideoTracker(self.cfg.tracker, self.fps)
         for frame, d, e in zip(batch, dets, embeds, strict=True):
-            states = self.tracker.update(d, e)
-            if self.confirmed_only:
-                states = [s for s in states if s.confirmed]
-            t = self.timer.add("track", t)
-            self.writer.add_frame(frame.index, frame.timestamp_s, states)
-            for s in states:
-                self.per_class[s.class_id].add(s.track_id)
-            t = self.timer.add("write", t)
-            if self.encoding is not None:
-                self.encoding.put(frame.bgr, states)
-                t = time.perf_counter()
-
-
-class _EncodeStage:
-    """Draws each frame's tracks and encodes it to H.264 on its own thread, behind a
-    bounded queue. The sink opens at the first batch: a source whose container declares
-    no frame rate gets one from that batch's timestamps."""
-
-    def __init__(self, path: Path, info: VideoInfo, cfg: PipelineConfig, names: dict[int, str],
-                 stack: contextlib.ExitStack, outs: _OutputSet, timer: _Timer, stop: threading.Event) -> None:
-        self.path, self.info, self.out_cfg, self.names = path, info, cfg.output, names
-        self.stack, self.outs, self.timer, self.stop = stack, outs, timer, stop
-        self.q: queue.Queue[Any] = queue.Queue(maxsize=2 * cfg.detector.batch_size)
-        self._thread: _Worker | None = None
-
-    @property
-    def opened(self) -> bool:
-        return self._thread is not None
-
-    def open(self, batch: list[Frame]) -> None:
-        if self._thread is not None:
-            return
-        fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
-        sink = self.outs.open(VideoSink(self.path, self.info.width, self.info.height, fps,
-                                        self.out_cfg.video_crf, self.out_cfg.video_preset), "encode")
-        self._thread = self.stack.enter_context(
-            _running(_Worker("vidtrack-encode", lambda: self._consume(sink)), self.stop))
-
-    def put(self, frame_bgr: np.ndarray, states: list[TrackState]) -> None:
-        _put(self.q, (frame_bgr, states), self.stop)
-
-    def check(self) -> None:
-        """Re-raise the encode thread's error, if it had one."""
-        if self._thread is not None:
-            self._thread.check()
-
-    def finish(self) -> None:
-        """Wait until every queued frame is encoded (the sink closes with the ExitStack)."""
-        if self._thread is not None:
-            _put(self.q, _DONE, self.stop)
-            _join(self._thread)
-
-    def _consume(self, sink: VideoSink) -> None:
-        while not self.stop.is_set():
-            try:
-                item = self.q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is _DONE:
-                return
-            t = time.perf_counter()
-            frame_bgr, states = item
-            sink.write(draw_tracks(frame_bgr, states, self.names))
-            self.timer.add("encode", t)
+            self.log.add_frame(frame.index, frame.timestamp_s, self.tracker.update(d, e), e)
+        self.frames += len(batch)
+        self.timer.add("track", t)
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

@@ -3,7 +3,10 @@
 One row per track per frame. Boxes are pixel corners (x1, y1, x2, y2) in the
 decoded (display-oriented) frame; `timestamp_s` is the frame's presentation time
 in seconds from the first frame; `matched` says whether the box is this frame's
-detection (True) or the tracker's prediction (False, `confidence` null).
+detection (True) or not (False, `confidence` null); `box_source` says where a box
+came from: "detected" (this frame's detection), "predicted" (the tracker's motion
+prediction while the object was not detected) or "interpolated" (filled in by the
+offline refinement between two detections of the track, tracking/refine.py).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import os
 from collections.abc import Sequence
 from typing import cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracking.atomic import AtomicOutput
+from tracking.refine import BOX_SOURCES, DETECTED, PREDICTED, TrackRows
 from tracking.tracks import TrackState
 
 TRACK_SCHEMA = pa.schema([
@@ -31,6 +36,7 @@ TRACK_SCHEMA = pa.schema([
     pa.field("x2", pa.float32(), nullable=False),
     pa.field("y2", pa.float32(), nullable=False),
     pa.field("matched", pa.bool_(), nullable=False),
+    pa.field("box_source", pa.string(), nullable=False),
     pa.field("frame_width", pa.int32(), nullable=False),
     pa.field("frame_height", pa.int32(), nullable=False),
     pa.field("params_id", pa.string(), nullable=False),
@@ -57,7 +63,7 @@ class TrackTableWriter(AtomicOutput):
     def _reset(self) -> None:
         self._cols: dict[str, list[object]] = {name: [] for name in
                                                 ("frame_index", "timestamp_s", "track_id", "class_id",
-                                                 "confidence", "x1", "y1", "x2", "y2", "matched")}
+                                                 "confidence", "x1", "y1", "x2", "y2", "matched", "box_source")}
 
     def add_frame(self, frame_index: int, timestamp_s: float, states: Sequence[TrackState]) -> None:
         c = self._cols
@@ -72,9 +78,31 @@ class TrackTableWriter(AtomicOutput):
             c["x2"].append(s.xyxy[2])
             c["y2"].append(s.xyxy[3])
             c["matched"].append(s.matched)
+            c["box_source"].append(BOX_SOURCES[DETECTED if s.matched else PREDICTED])
         self._frames_buffered += 1
         if self._frames_buffered >= self.row_group_frames:
             self.flush()
+
+    def write_rows(self, rows: TrackRows, timestamps: Sequence[float]) -> None:
+        """Write a whole video's rows (sorted by frame), a row group per `row_group_frames`
+        frames. `timestamps[i]` is frame i's presentation time."""
+        self.flush()
+        ts = np.asarray(timestamps, np.float64)
+        edges = np.searchsorted(rows.frame, np.arange(0, len(ts) + self.row_group_frames, self.row_group_frames))
+        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+            if b > a:
+                self._write_slice(rows.take(np.arange(a, b)), ts)
+
+    def _write_slice(self, r: TrackRows, ts: np.ndarray) -> None:
+        c = self._cols
+        c["frame_index"], c["timestamp_s"] = r.frame.tolist(), ts[r.frame].tolist()
+        c["track_id"], c["class_id"] = r.track.tolist(), r.cls.tolist()
+        c["confidence"] = [None if v != v else v for v in r.conf.tolist()]
+        for i, k in enumerate(("x1", "y1", "x2", "y2")):
+            c[k] = r.xyxy[:, i].tolist()
+        c["matched"] = (r.source == DETECTED).tolist()
+        c["box_source"] = [BOX_SOURCES[v] for v in r.source.tolist()]
+        self.flush()
 
     def flush(self) -> None:
         n = len(self._cols["frame_index"])

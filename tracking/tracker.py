@@ -3,7 +3,8 @@
 The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
 ``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
 `TrackState`s (tracking/tracks.py). Track IDs come from the tracker instance (its own `_next_id`), so
-they start at 1 in every video and nothing leaks between videos.
+they start at 1 in every video and nothing leaks between videos. Frame counts come
+from `TrackerConfig.resolve(fps)`: `max_age_s` seconds become frames at this video's rate.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from tracking.tracks import TrackState
 
 
 class VideoTracker:
-    def __init__(self, cfg: TrackerConfig) -> None:
+    def __init__(self, cfg: TrackerConfig, fps: float = 0.0) -> None:
+        self.frames = cfg.resolve(fps)
         self._ds = DeepSort(
-            max_age=cfg.max_age,
-            n_init=cfg.n_init,
+            max_age=self.frames["max_age"],
+            n_init=self.frames["n_init"],
             max_cosine_distance=cfg.max_cosine_distance,
             max_iou_distance=cfg.max_iou_distance,
-            nn_budget=cfg.nn_budget,
+            nn_budget=self.frames["nn_budget"],
             embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
         )
 
@@ -34,7 +36,7 @@ class VideoTracker:
             raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
         ltwh = xyxy_to_ltwh(dets.xyxy).tolist()
         raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id, strict=True)]
-        tracks = self._ds.update_tracks(raw, embeds=list(embeds))
+        tracks = self._ds.update_tracks(raw, embeds=list(embeds), others=list(range(len(raw))))
         states = []
         for t in tracks:
             if t.is_deleted():
@@ -49,5 +51,6 @@ class VideoTracker:
                 xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 matched=matched,
                 confirmed=t.is_confirmed(),
+                det_index=int(t.get_det_supplementary()) if matched else -1,
             ))
         return states

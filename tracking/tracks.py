@@ -16,6 +16,8 @@ class TrackState:
     xyxy: pixel corners (x1, y1, x2, y2) (see tracking/boxes.py); the matched detection's
     box when `matched`, else the tracker's prediction. confidence: the matched detection's
     score, NaN if predicted. confirmed: the tracker has seen enough of it to trust it.
+    det_index: the matched detection's index in this frame's detections (-1 if predicted),
+    so its appearance embedding can be credited to the track.
     """
 
     track_id: int
@@ -24,3 +26,4 @@ class TrackState:
     xyxy: tuple[float, float, float, float]
     matched: bool
     confirmed: bool
+    det_index: int = -1
