@@ -34,7 +34,8 @@ def test_exported_matches_ultralytics(torch_detector: Detector, backend: str, fo
 
 
 def test_int8_detector_finds_the_same_people() -> None:
-    """int8 is another model (scores move) that still finds the people fp32 finds."""
+    """int8 is another model (scores move a little) that finds the people fp32 finds, with their
+    scores: OpenVINO once ran this quantised graph with person scores 0.48 low on average."""
     frames = read_images(TUD / "img1", 4)
     cfg = DetectorConfig(model=str(MODEL), classes=("person",), batch_size=4)
     fp32 = Detector(cfg)(frames)
@@ -42,8 +43,11 @@ def test_int8_detector_finds_the_same_people() -> None:
     for a, b in zip(int8, fp32, strict=True):
         assert abs(len(a) - len(b)) <= 2
         assert not np.allclose(np.sort(a.confidence)[-1], np.sort(b.confidence)[-1], atol=1e-4)
-        best_iou = [max(_iou(box, other) for other in a.xyxy) for box in b.xyxy[b.confidence > 0.5]]
-        assert min(best_iou) > 0.7, best_iou
+        for box, conf in zip(b.xyxy[b.confidence > 0.5], b.confidence[b.confidence > 0.5], strict=True):
+            ious = [_iou(box, other) for other in a.xyxy]
+            best = int(np.argmax(ious))
+            assert ious[best] > 0.7, ious
+            assert abs(a.confidence[best] - conf) < 0.1, (a.confidence[best], conf)
 
 
 def test_int8_refused_on_torch_backend() -> None:

@@ -7,7 +7,7 @@ The export is made once per model file (keyed by its SHA-256) with ultralytics' 
 needs torch; after that, loading reads `model.onnx` and `meta.json` from the cache and imports
 neither torch nor ultralytics. `precision="int8"` adds a statically quantised copy (convolutions
 only; the detection head's box branch and DFL stay fp32), calibrated on images that ship with
-ultralytics, so it is the same model on every machine; it runs in ONNX Runtime.
+ultralytics, so it is the same model on every machine.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from tracking.inference import cached_file, calibration_images, cpu_session, imp
 
 log = logging.getLogger(__name__)
 
-EXPORT_VERSION = 1  # bump when the export or quantisation recipe changes: cache names change with it
+EXPORT_VERSION = 1  # bump when the export changes: cache names change with it
+INT8_RECIPE = 2  # bump when the quantisation recipe changes
 STRIDE = 32
 MAX_DET = 300
 _MAX_WH = 7680.0  # class offset for per-class NMS, as ultralytics
@@ -111,12 +112,9 @@ class ExportedYolo:
         self.names: dict[int, str] = {int(k): v for k, v in json.loads((folder / "meta.json").read_text())["names"]}
         onnx = folder / "model.onnx"
         if precision == "int8":
-            onnx = cached_file(f"{folder.name}/model-int8-{imgsz}.onnx",
+            onnx = cached_file(f"{folder.name}/model-int8-r{INT8_RECIPE}-{imgsz}.onnx",
                                lambda dst: quantize_int8(folder / "model.onnx", dst, "images",
-                                                         _calibration(imgsz), exclude=_head_nodes(folder)))
-            # OpenVINO 2026.4 runs this QDQ graph wrongly (person scores 0.48 low on average on
-            # TUD-Campus); ONNX Runtime runs the same file as calibrated (0.02 low). See DESIGN.md.
-            backend = "onnxruntime"
+                                                         _calibration(imgsz), exclude=_fp32_nodes(folder)))
         self.imgsz = imgsz
         self._run = cpu_session(onnx, backend)
 
@@ -158,14 +156,26 @@ def export_onnx(model_path: Path, model_sha256: str) -> Path:
     return folder
 
 
-def _head_nodes(folder: Path) -> tuple[str, ...]:
-    """Convolutions of the detection head's box branch and DFL: their outputs are pixel
-    distances, which int8 ranges calibrated on a few images would coarsen (class-score branches
-    and the backbone quantise well)."""
+def _fp32_nodes(folder: Path) -> tuple[str, ...]:
+    """Convolutions left in fp32 by the int8 recipe:
+    - the detection head's box branch and DFL: their outputs are pixel distances, which ranges
+      calibrated on a few images would coarsen (class scores and the backbone quantise well);
+    - in the neck (after the first upsampling), convolutions fed by a Concat: OpenVINO 2026.4 runs
+      those wrongly when quantised (person scores 0.48 low on average on TUD-Campus, while ONNX
+      Runtime runs the same file within 0.02); kept fp32, OpenVINO is within 0.02 too."""
     import onnx
 
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
-    return tuple(n.name for n in graph.node if n.op_type == "Conv" and ("/dfl/" in n.name or "/cv2." in n.name))
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    keep, in_neck = [], False
+    for n in graph.node:  # ONNX graphs are stored in topological order
+        in_neck = in_neck or n.op_type == "Resize"
+        if n.op_type != "Conv":
+            continue
+        head_box = "/dfl/" in n.name or "/cv2." in n.name
+        if head_box or (in_neck and producer.get(n.input[0]) == "Concat"):
+            keep.append(n.name)
+    return tuple(keep)
 
 
 def _calibration(imgsz: int) -> Iterator[np.ndarray]:
