@@ -76,3 +76,22 @@ def test_track_consumers_do_not_import_the_tracker_library() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
     assert VideoTracker(TrackerConfig()).update(_det((0, 0, 10, 10)), _emb(1))[0].__class__ is TrackState
+
+
+def test_low_score_detections_extend_tracks_but_never_start_one() -> None:
+    """BYTE-style second association (tracker.high_conf): a detection under the threshold
+    keeps a confirmed track matched; one far from any track starts nothing."""
+    t = VideoTracker(TrackerConfig(n_init=2, high_conf=0.5))
+    for i in range(3):
+        states = t.update(_det((10 + i, 10, 50 + i, 90)), _emb(1))
+    assert [(s.track_id, s.confirmed) for s in states] == [(1, True)]
+    low = Detections.from_arrays(np.array([[13, 10, 53, 90], [300, 10, 340, 90]], np.float32),
+                                 np.array([0.3, 0.3]), np.zeros(2))
+    for _ in range(4):
+        states = t.update(low, _emb(2, seed=1))
+        assert [(s.track_id, s.matched, s.det_index) for s in states] == [(1, True, 0)]
+        assert states[0].confidence == pytest.approx(0.3)
+    plain = VideoTracker(TrackerConfig(n_init=2))  # without it, the same detections are ordinary ones
+    for _ in range(3):
+        states = plain.update(low, _emb(2, seed=1))
+    assert sorted(s.track_id for s in states) == [1, 2]

@@ -113,8 +113,15 @@ class TrackerConfig:
     max_cosine_distance: float = 0.1
     max_iou_distance: float = 0.7
     nn_budget: int = 100  # bounded appearance gallery per track: flat memory on long videos
+    # BYTE-style second association: detections scoring below high_conf only extend tracks
+    # matched in the previous frame (IoU >= low_match_iou); 0 treats every detection alike.
+    # Only detections the detector keeps (detector.conf) take part.
+    high_conf: float = 0.0
+    low_match_iou: float = 0.5
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.high_conf <= 1.0, "tracker.high_conf", self.high_conf, "must be in [0, 1]")
+        _check(0.0 < self.low_match_iou <= 1.0, "tracker.low_match_iou", self.low_match_iou, "must be in (0, 1]")
         _check(self.max_age is None or (isinstance(self.max_age, int) and not isinstance(self.max_age, bool)
                                         and self.max_age >= 1), "tracker.max_age", self.max_age,
                "must be an integer >= 1 (frames), or unset to use tracker.max_age_s")

@@ -10,6 +10,7 @@ from `TrackerConfig.resolve(fps)`: `max_age_s` seconds become frames at this vid
 from __future__ import annotations
 
 import numpy as np
+from deep_sort_realtime.deep_sort.detection import Detection
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
 from tracking.boxes import xyxy_to_ltwh
@@ -21,6 +22,7 @@ from tracking.tracks import TrackState
 class VideoTracker:
     def __init__(self, cfg: TrackerConfig, fps: float = 0.0) -> None:
         self.frames = cfg.resolve(fps)
+        self.high_conf, self.low_iou = cfg.high_conf, cfg.low_match_iou
         self._ds = DeepSort(
             max_age=self.frames["max_age"],
             n_init=self.frames["n_init"],
@@ -35,8 +37,11 @@ class VideoTracker:
         if len(dets) != len(embeds):
             raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
         ltwh = xyxy_to_ltwh(dets.xyxy).tolist()
-        raw = [(box, float(c), int(k)) for box, c, k in zip(ltwh, dets.confidence, dets.class_id, strict=True)]
-        tracks = self._ds.update_tracks(raw, embeds=list(embeds), others=list(range(len(raw))))
+        high = [i for i, c in enumerate(dets.confidence.tolist()) if c >= self.high_conf]
+        raw = [(ltwh[i], float(dets.confidence[i]), int(dets.class_id[i])) for i in high]
+        tracks = self._ds.update_tracks(raw, embeds=[embeds[i] for i in high], others=high)
+        if len(high) < len(dets):
+            self._second_association(dets, ltwh, sorted(set(range(len(dets))) - set(high)), embeds)
         states = []
         for t in tracks:
             if t.is_deleted():
@@ -54,3 +59,32 @@ class VideoTracker:
                 det_index=int(t.get_det_supplementary()) if matched else -1,
             ))
         return states
+
+    def _second_association(self, dets: Detections, ltwh: list[list[float]], low: list[int],
+                            embeds: np.ndarray) -> None:
+        """BYTE-style: detections below `high_conf` may extend confirmed tracks that were
+        matched in the previous frame and missed in this one, greedily by IoU with the track's
+        predicted box (>= `low_match_iou`); they never start a track. Their embeddings stay out
+        of the track's appearance gallery (low scores are often occluded crops)."""
+        lost = [t for t in self._ds.tracker.tracks if t.is_confirmed() and t.time_since_update == 1]
+        if not lost:
+            return
+        iou = box_iou(np.array([t.to_ltrb() for t in lost], np.float64), dets.xyxy[low].astype(np.float64))
+        while iou.size and iou.max() >= self.low_iou:
+            ti, di = np.unravel_index(int(np.argmax(iou)), iou.shape)
+            i = low[di]
+            t = lost[ti]
+            t.update(self._ds.tracker.kf, Detection(ltwh[i], float(dets.confidence[i]), embeds[i],
+                                                   class_name=int(dets.class_id[i]), others=i))
+            t.features.pop()
+            iou[ti, :], iou[:, di] = -1.0, -1.0
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4) x (m, 4) xyxy boxes -> (n, m) intersection over union."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
