@@ -1,5 +1,8 @@
 """Accuracy floor on TUD-Campus (MOT15), scored by TrackEval. Guards against regressions;
-not a target to tune to. deep-sort-realtime with its defaults scores IDF1 61.9, MOTA 43.2."""
+not a target to tune to. Measured with the defaults (online tracker + refinement, YOLOv8n at
+640, fp32 on CPU): HOTA 48.40, MOTA 46.52, IDF1 67.52, IDSW 7, the same in repeated runs
+on one machine (CPU inference is deterministic there); the floors leave about 1.5 points
+for other CPUs. Before refinement (the online tracker alone) it scored 43.7 / 46.0 / 61.7."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from tests.conftest import MODEL, TUD, need_shared
 from tracking.mot import MotSequence, evaluate, tracks_to_mot
 from tracking.pipeline import Models, VideoOutputs, process_video
 
-IDF1_FLOOR, MOTA_FLOOR = 61.0, 42.0
+IDF1_FLOOR, HOTA_FLOOR, MOTA_FLOOR = 66.0, 46.0, 45.0
 
 
 @pytest.mark.slow  # YOLOv8n at 640 over the whole sequence, then TrackEval
@@ -27,6 +30,7 @@ def test_tud_campus_accuracy_floor(tmp_path: Path) -> None:
     scores = evaluate({seq.name: tmp_path / "res.txt"}, [seq])[seq.name]
     print(scores.row(seq.name))
     assert scores.idf1 >= IDF1_FLOOR, scores
+    assert scores.hota >= HOTA_FLOOR, scores
     assert scores.mota >= MOTA_FLOOR, scores
 
 
