@@ -233,11 +233,14 @@ def _plausible_jump(a: _Ends, b: _Ends, dt: float, max_speed: float) -> bool:
 
 def _stitch_links(rows: TrackRows, emb: dict[int, np.ndarray], ts: np.ndarray, cfg: RefineConfig) -> dict[int, int]:
     """predecessor -> successor, chosen greedily by appearance distance."""
-    ends = _track_ends(rows)
+    ends = sorted(_track_ends(rows), key=lambda e: e.first)
+    firsts = np.array([e.first for e in ends], np.int64)
     candidates = []
-    for a in ends:
-        for b in ends:
-            if b.first <= a.last or a.cls != b.cls or a.track not in emb or b.track not in emb:
+    for a in ends:  # successors start after a's last detection and at most stitch_max_gap_s later
+        until = int(np.searchsorted(ts, ts[a.last] + cfg.stitch_max_gap_s + 1e-9, side="right"))
+        lo, hi = np.searchsorted(firsts, [a.last + 1, until])
+        for b in ends[lo:hi]:
+            if a.cls != b.cls or a.track not in emb or b.track not in emb:
                 continue
             dt = float(ts[b.first] - ts[a.last])
             if dt > cfg.stitch_max_gap_s or not _plausible_jump(a, b, dt, cfg.stitch_max_speed):
