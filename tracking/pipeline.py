@@ -195,10 +195,13 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
                   max_frames: int | None = None, on_frames: Callable[[int], None] | None = None) -> VideoSummary:
     """Track every object in one video and write its outputs.
 
-    Three threads joined by bounded queues (memory stays flat): decode -> [this thread]
-    detect + embed a batch, then track, write rows -> annotate + encode. Tracking runs inline:
-    on a 2-core machine a separate tracking thread measured slower (it contends with
-    inference for the cores and the GIL); decode and encode spend their time in FFmpeg.
+    Two passes over the video. Tracking: decode (its own thread, bounded queue) -> [this
+    thread] detect + embed a batch, then track, the rows kept in a `TrackLog`. Tracking runs
+    inline: on a 2-core machine a separate tracking thread measured slower (it contends with
+    inference for the cores and the GIL). Then `refine` (tracking/refine.py) over the whole
+    video's rows, the Parquet table, and a render pass that decodes the video again and draws
+    each frame's final records (the annotated video shows what the Parquet says).
+    `outputs.online_tracks`, if set, also gets the online tracker's unrefined rows.
 
     `on_frames(n)` is called with the number of frames done after each batch (progress).
     `detect` replaces the detector (e.g. MOTChallenge public detections); the
