@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.cli import main
 from jobs.config import load_config
-from tests.conftest import write_video
+from tests.conftest import MODEL, SHARED, need_shared, write_video
 from tracking.config import ConfigError, RefineConfig, TrackerConfig
 from tracking.detections import Detections
 from tracking.pipeline import VideoOutputs, process_video
@@ -200,7 +201,9 @@ def test_annotated_video_shows_the_final_records(fast_cfg, fast_models, tmp_path
     cfg = load_config(None, [f"detector.model={fast_cfg.detector.model}", "refine.max_gap_s=1.0",
                              "output.video_crf=0"])
     out = VideoOutputs.in_dir(tmp_path, "scene")
-    process_video(video, out, cfg, fast_models, detect=detect)
+    summary = process_video(video, out, cfg, fast_models, detect=detect)
+    assert summary.tracker_frames["max_age"] == 12  # 0.5 s at 25 fps
+    assert summary.refine["tracks_out"] == 1 and summary.refine["interpolated_rows"] == 3
     t = pq.read_table(out.tracks).to_pydict()
     assert set(t["track_id"]) == {1}
     sources = dict(zip(t["frame_index"], t["box_source"], strict=True))
@@ -221,3 +224,17 @@ def test_a_video_without_tracks_refines_to_no_rows() -> None:
     log = _log([], 10)
     rows, stats = refine(log, RefineConfig(max_gap_s=1.0, min_track_s=0.5), FPS)
     assert len(rows) == 0 and stats.tracks_out == 0
+
+
+def test_eval_prints_scores_before_and_after_refinement(capsys: pytest.CaptureFixture[str]) -> None:
+    seq = SHARED / "data" / "mot" / "MOT17-mini" / "MOT17-05-FRCNN"
+    need_shared(seq, MODEL)
+    assert main(["eval", str(seq), "--detections", "public", "--set", f"detector.model={MODEL}",
+                 "--set", "output.annotated_video=false"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "online tracker (before refinement)" in lines[0] and "refined" in lines[0]
+    row = next(line for line in lines if line.startswith("MOT17-05-FRCNN"))
+    before, after = row.split("|")
+    assert before.count("HOTA") == after.count("HOTA") == 1
+    hota = [float(part.split("HOTA")[1].split()[0]) for part in (before, after)]
+    assert hota[1] > hota[0]  # a 6-frame clip: refinement gives back each track's first frames
