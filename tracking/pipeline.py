@@ -281,14 +281,14 @@ def _write_tables(outputs: VideoOutputs, outs: _OutputSet, final: TrackRows, tra
     tables = [(outputs.tracks, final)]
     if outputs.online_tracks is not None:
         tables.append((outputs.online_tracks, online_rows(tracking.log, cfg.output.confirmed_only)))
-    rows = 0
+    written = []
     for path, data in tables:
         writer = outs.open(TrackTableWriter(path, video_id=video_id, params_id=params_id, class_names=names,
                                             frame_size=(info.width, info.height),
                                             row_group_frames=cfg.output.row_group_frames), "write")
         writer.write_rows(data, tracking.log.timestamps)
-        rows = rows or writer.rows
-    return rows
+        written.append(writer.rows)
+    return written[0]
 
 
 def _render(source: str | os.PathLike[str], path: Path, info: VideoInfo, tracking: _TrackStage,
