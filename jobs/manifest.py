@@ -77,6 +77,7 @@ class Attempt:
     source_etag: str = ""
     seconds: float = 0.0
     stage_seconds: str = "{}"  # JSON: seconds per stage (fetch, decode, detect, embed, track, write, encode, publish)
+    tracker_frames: str = "{}"  # JSON: frame counts the tracker used, resolved from seconds and the video's fps
     node_id: str = ""
     worker_pid: int = 0
     started_at: str = ""
@@ -245,6 +246,8 @@ class DoneMarker(_Marker):
     width: int = 0
     height: int = 0
     tracks_per_class: dict[str, int] = field(default_factory=dict)
+    tracker_frames: dict[str, int] = field(default_factory=dict)  # resolved from seconds and fps
+    refine: dict[str, int] = field(default_factory=dict)  # what refinement changed
     finished_at: str = ""
 
 

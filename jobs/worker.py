@@ -157,6 +157,7 @@ class VideoWorker:
                 raise type(e)(self._source_name(task), e.reason.replace(str(local), task.name)) from e
         row.frames, row.rows = summary.frames, summary.rows
         row.frames_declared = summary.frames_declared
+        row.tracker_frames = json.dumps(summary.tracker_frames, sort_keys=True)
         t = time.perf_counter()
         with _stage("publish"):
             still_held()  # a lease lost while processing (renewals failed): another run may own it now
@@ -178,7 +179,8 @@ class VideoWorker:
                 task.video_id, task.name, task.identity, params_id=self.params_id, attempt=attempt,
                 frames=row.frames, frames_declared=row.frames_declared, rows=row.rows,
                 tracks_sha256=file_sha256(outputs.tracks), fps=summary.fps, width=summary.width,
-                height=summary.height, tracks_per_class=summary.tracks_per_class, finished_at=now_iso())
+                height=summary.height, tracks_per_class=summary.tracks_per_class,
+                tracker_frames=summary.tracker_frames, refine=summary.refine, finished_at=now_iso())
             storage.put_bytes(layout.done(task.video_id), marker.to_bytes())  # last: the video is complete
         except Exception:
             self._remove_outputs(task)

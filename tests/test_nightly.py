@@ -319,7 +319,7 @@ def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 4, 12)
     proc = _driver(tmp_path, inp, out)
-    _wait_for(lambda: len(list(out.glob("*/_done/*.json"))) >= 2)
+    _wait_for(lambda: len(list(out.glob("*/_journal/*/*.json"))) >= 2)  # two attempts recorded by the driver
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     (dataset,) = out.iterdir()
@@ -427,6 +427,7 @@ def test_progress_inside_a_video_is_visible_while_it_runs(ray_local: None, tmp_p
         seen.append(ray.get(actor.frames_done.remote()))
     row = ray.get(ref)
     assert row.status == Status.OK and row.frames == 60 and row.frames_declared == 60
+    assert json.loads(row.tracker_frames)["max_age"] >= 1  # resolved from seconds and fps, recorded
     assert any(0 < n < 60 for n in seen), seen  # seen mid-video, not only at the end
     ray.kill(actor)
 
