@@ -17,6 +17,7 @@ annotated video shows exactly what the Parquet records say. The track log holds 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +39,7 @@ from tracking.atomic import AtomicOutput, write_bytes_atomic
 from tracking.config import FALLBACK_FPS, PipelineConfig
 from tracking.detections import Detections
 from tracking.detector import Detector
+from tracking.detstore import DetectionsCacheError, DetectionsWriter, Stamp, as_float16, read_batches, read_header
 from tracking.embedder import AppearanceEmbedder
 from tracking.records import TrackTableWriter
 from tracking.refine import DETECTED, RefineStats, TrackLog, TrackRows, online_rows, refine
@@ -69,6 +71,7 @@ class VideoOutputs:
     video: Path | None = None
     summary: Path | None = None
     online_tracks: Path | None = None  # also write the unrefined records here (e.g. `vidtrack eval`)
+    detections: Path | None = None  # also write the detections stage here (tracking/detstore.py)
 
     @classmethod
     def in_dir(cls, out_dir: str | os.PathLike[str], video_id: str, annotated: bool = True) -> VideoOutputs:
@@ -192,7 +195,8 @@ def _drain(q: queue.Queue[Any], worker: _Worker) -> Iterator[Any]:
 
 def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, models: Models,
                   *, video_id: str | None = None, params_id: str = "", detect: DetectFn | None = None,
-                  max_frames: int | None = None, on_frames: Callable[[int], None] | None = None) -> VideoSummary:
+                  max_frames: int | None = None, on_frames: Callable[[int], None] | None = None,
+                  detections_id: str = "") -> VideoSummary:
     """Track every object in one video and write its outputs.
 
     Two passes over the video. Tracking: decode (its own thread, bounded queue) -> [this
@@ -201,7 +205,9 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     inference for the cores and the GIL). Then `refine` (tracking/refine.py) over the whole
     video's rows, the Parquet table, and a render pass that decodes the video again and draws
     each frame's final records (the annotated video shows what the Parquet says).
-    `outputs.online_tracks`, if set, also gets the online tracker's unrefined rows.
+    `outputs.online_tracks`, if set, also gets the online tracker's unrefined rows;
+    `outputs.detections`, the detections stage (every frame's detections and embeddings, under
+    `detections_id`), from which `retrack_video` tracks again without decoding or a model.
 
     `on_frames(n)` is called with the number of frames done after each batch (progress).
     `detect` replaces the detector (e.g. MOTChallenge public detections); the
@@ -214,49 +220,114 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     # measured 4-5x faster on one BLAS thread). Inference runs in its own thread pools.
     with threadpool_limits(limits=1, user_api="blas"):
         return _process_video(source, outputs, cfg, models, video_id=video_id, params_id=params_id,
-                              detect=detect, max_frames=max_frames, on_frames=on_frames)
+                              detect=detect, max_frames=max_frames, on_frames=on_frames, detections_id=detections_id)
 
 
 def _process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, models: Models,
                    *, video_id: str | None, params_id: str, detect: DetectFn | None,
-                   max_frames: int | None, on_frames: Callable[[int], None] | None) -> VideoSummary:
+                   max_frames: int | None, on_frames: Callable[[int], None] | None,
+                   detections_id: str) -> VideoSummary:
     wall0 = time.perf_counter()
     video_id = video_id or Path(source).stem
     timer, stop = _Timer(), threading.Event()
     names = models.detector.names
     detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
-    for path in (outputs.tracks, outputs.video, outputs.summary, outputs.online_tracks):
-        if path is not None:  # before the long part: an output folder that cannot be made fails now
-            path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(outputs)
     with contextlib.ExitStack() as stack:
         outs = _OutputSet(stack, timer)
-        info, tracking = _track(source, cfg, models, detect_fn, timer, stop, max_frames, on_frames)
-        t = time.perf_counter()
-        if cfg.refine.enabled:
-            final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only)
-        else:
-            final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
-        t = timer.add("refine", t)
-        rows = _write_tables(outputs, outs, final, tracking, cfg, video_id, params_id, names, info)
-        timer.add("write", t)
-        video_path = outputs.video if cfg.output.annotated_video else None
-        if video_path is not None:
-            _render(source, video_path, info, tracking, final, cfg, names, outs, timer)
-    summary = _summary(video_id, source, params_id, info, tracking.frames, rows, final, names, timer, wall0,
-                       {"tracks": os.fspath(outputs.tracks), "video": os.fspath(video_path) if video_path else None})
-    summary.tracker_frames, summary.refine = tracking.tracker_frames, asdict(stats)
+        record = _DetectionsRecord(outs, outputs.detections, detections_id, names) if outputs.detections else None
+        info, tracking = _track(source, cfg, models, detect_fn, timer, stop, max_frames, on_frames, record)
+        done = _write_outputs(source, outputs, cfg, outs, info, tracking, names, video_id, params_id, timer)
+    return _summarize(source, outputs, outs, info, tracking, done, names, video_id, params_id, timer, wall0)
+
+
+def retrack_video(detections: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, *,
+                  detections_id: str, source: str | os.PathLike[str] | None = None, video_id: str | None = None,
+                  params_id: str = "", on_frames: Callable[[int], None] | None = None) -> VideoSummary:
+    """Track a video again from its detections stage (`process_video(outputs.detections=...)`):
+    the same records as a full run with these parameters, without decoding or any model.
+    `source` is decoded only to draw `outputs.video`. Raises DetectionsCacheError for a file
+    that cannot be used (missing, truncated, another schema or `detections_id`)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        wall0, timer = time.perf_counter(), _Timer()
+        header = read_header(detections, detections_id)
+        info = VideoInfo(os.fspath(source or detections), header.width, header.height, header.fps,
+                         header.frame_count, 0, "", 0.0)
+        tracking = _TrackStage(cfg, info, timer)
+        for stamps, dets, embeds in read_batches(detections, header):
+            tracking.process(stamps, dets, embeds)
+            if on_frames:
+                on_frames(tracking.frames)
+        if tracking.frames != header.frames or tracking.frames == 0:
+            raise DetectionsCacheError(f"{os.fspath(detections)}: {tracking.frames} of {header.frames} frames read")
+        if source is None:
+            outputs = dataclasses.replace(outputs, video=None)
+        _make_folders(outputs)
+        video_id, names = video_id or Path(detections).stem, header.class_names
+        with contextlib.ExitStack() as stack:
+            outs = _OutputSet(stack, timer)
+            done = _write_outputs(source or detections, outputs, cfg, outs, info, tracking, names, video_id,
+                                  params_id, timer)
+        return _summarize(source or detections, outputs, outs, info, tracking, done, names, video_id, params_id,
+                          timer, wall0)
+
+
+def _make_folders(outputs: VideoOutputs) -> None:
+    for path in (outputs.tracks, outputs.video, outputs.summary, outputs.online_tracks, outputs.detections):
+        if path is not None:  # before the long part: an output folder that cannot be made fails now
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class _Written:
+    """What the output step produced, for the summary."""
+
+    final: TrackRows
+    stats: RefineStats
+    rows: int
+    video: Path | None
+
+
+def _write_outputs(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: PipelineConfig, outs: _OutputSet,
+                   info: VideoInfo, tracking: _TrackStage, names: dict[int, str], video_id: str, params_id: str,
+                   timer: _Timer) -> _Written:
+    """After tracking: refine, the Parquet table(s), the annotated video (inside the outputs' stack)."""
+    t = time.perf_counter()
+    if cfg.refine.enabled:
+        final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only)
+    else:
+        final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
+    t = timer.add("refine", t)
+    rows = _write_tables(outputs, outs, final, tracking, cfg, video_id, params_id, names, info)
+    timer.add("write", t)
+    video_path = outputs.video if cfg.output.annotated_video else None
+    if video_path is not None:
+        _render(source, video_path, info, tracking, final, cfg, names, outs, timer)
+    return _Written(final, stats, rows, video_path)
+
+
+def _summarize(source: str | os.PathLike[str], outputs: VideoOutputs, outs: _OutputSet, info: VideoInfo,
+               tracking: _TrackStage, done: _Written, names: dict[int, str], video_id: str, params_id: str,
+               timer: _Timer, wall0: float) -> VideoSummary:
+    """The summary, written once the outputs are published (a failed write withdraws them)."""
+    summary = _summary(video_id, source, params_id, info, tracking.frames, done.rows, done.final, names, timer,
+                       wall0, {"tracks": os.fspath(outputs.tracks),
+                               "video": os.fspath(done.video) if done.video else None})
+    summary.tracker_frames, summary.refine = tracking.tracker_frames, asdict(done.stats)
     if outputs.summary is not None:
         with outs.withdrawn_on_error():
             write_json_atomic(outputs.summary, summary.to_dict())
-    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, tracking.frames, rows,
+    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, tracking.frames, done.rows,
              summary.frames_per_second, summary.stage_seconds)
     return summary
 
 
 def _track(source: str | os.PathLike[str], cfg: PipelineConfig, models: Models, detect_fn: DetectFn,
            timer: _Timer, stop: threading.Event, max_frames: int | None,
-           on_frames: Callable[[int], None] | None) -> tuple[VideoInfo, _TrackStage]:
-    """Decode, detect, embed and track every frame; the tracker's rows go to a `TrackLog`."""
+           on_frames: Callable[[int], None] | None,
+           record: _DetectionsRecord | None) -> tuple[VideoInfo, _TrackStage]:
+    """Decode, detect, embed and track every frame; the tracker's rows go to a `TrackLog`,
+    the detections (if `record`) to the detections stage."""
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
         info = reader.info
@@ -266,7 +337,10 @@ def _track(source: str | os.PathLike[str], cfg: PipelineConfig, models: Models, 
             _Worker("vidtrack-decode", _batches(reader, cfg.detector.batch_size, timer, stop, frames_q)), stop))
         for batch in _first_frames(_drain(frames_q, decoder), max_frames):
             dets, embeds = _infer(batch, detect_fn, models.embedder, info, timer)
+            embeds = as_float16(embeds)  # as the detections stage keeps them: re-tracking gives the same rows
             tracking.process(batch, dets, embeds)
+            if record:
+                record.add(batch, dets, embeds, tracking, info)
             if on_frames:
                 on_frames(tracking.frames)
     if tracking.frames == 0:
@@ -425,6 +499,23 @@ class _OutputSet:
             path.unlink(missing_ok=True)
 
 
+class _DetectionsRecord:
+    """The detections stage, written beside the tracks (opened at the first batch, when the
+    tracker's frame rate is known: re-tracking must use the same one)."""
+
+    def __init__(self, outs: _OutputSet, path: Path, detections_id: str, names: dict[int, str]) -> None:
+        self.outs, self.path, self.detections_id, self.names = outs, path, detections_id, names
+        self.writer: DetectionsWriter | None = None
+
+    def add(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[np.ndarray], tracking: _TrackStage,
+            info: VideoInfo) -> None:
+        if self.writer is None:
+            self.writer = self.outs.open(DetectionsWriter(
+                self.path, detections_id=self.detections_id, width=info.width, height=info.height, fps=tracking.fps,
+                frame_count=info.frame_count, class_names=self.names), "detections")
+        self.writer.add(batch, dets, embeds)
+
+
 class _TrackStage:
     """Takes (frames, detections, embeddings) batches in order: one fresh tracker per video,
     made at the first batch (a video whose container declares no frame rate gets one from
@@ -440,7 +531,7 @@ class _TrackStage:
     def tracker_frames(self) -> dict[str, int]:
         return dict(self.tracker.frames) if self.tracker is not None else {}
 
-    def process(self, batch: list[Frame], dets: list[Detections], embeds: list[Any]) -> None:
+    def process(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[Any]) -> None:
         t = time.perf_counter()
         if self.tracker is None:
             self.fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])

@@ -1,0 +1,81 @@
+"""The detections stage (tracking/detstore.py) and re-tracking from it (`retrack_video`):
+the same records as a full run, row for row, without decoding or a model; bad files refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.config import load_config
+from tests.conftest import MODEL
+from tracking.detstore import DetectionsCacheError, read_header
+from tracking.pipeline import VideoOutputs, process_video, retrack_video
+
+
+def _sha(p: Path | None) -> str:
+    assert p is not None
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def full_run(tud_video: Path, fast_cfg, fast_models, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("full")
+    outputs = dataclasses.replace(VideoOutputs.in_dir(out, "tud"), detections=out / "tud.detections.parquet")
+    summary = process_video(tud_video, outputs, fast_cfg, fast_models, video_id="tud", params_id="p",
+                            detections_id="D")
+    return outputs, summary
+
+
+def test_retracking_gives_the_full_runs_records_and_video(full_run, tud_video: Path, fast_cfg, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from tracking import detector, embedder
+
+    def never(*a: object, **k: object) -> None:
+        raise AssertionError("re-tracking constructed a model")
+
+    monkeypatch.setattr(detector.Detector, "__init__", never)
+    monkeypatch.setattr(embedder.AppearanceEmbedder, "__init__", never)
+    outputs, summary = full_run
+    again = VideoOutputs.in_dir(tmp_path, "tud")
+    s = retrack_video(outputs.detections, again, fast_cfg, detections_id="D", source=tud_video, video_id="tud",
+                      params_id="p")
+    assert summary.rows > 50 and (s.frames, s.rows) == (summary.frames, summary.rows)
+    assert _sha(again.tracks) == _sha(outputs.tracks)  # row for row, byte for byte
+    assert _sha(again.video) == _sha(outputs.video)
+    header = read_header(outputs.detections, "D")
+    assert header.frames == summary.frames == 71 and header.embedding_dim > 0
+
+
+def test_retracking_with_other_tracker_settings_equals_a_full_run_with_them(full_run, tud_video: Path, fast_models,
+                                                                            tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = load_config(None, [f"detector.model={MODEL}", "detector.imgsz=320", "tracker.max_age_s=2.0",
+                             "refine.min_track_s=1.0", "output.annotated_video=false"])
+    outputs, _ = full_run
+    re = VideoOutputs.in_dir(tmp_path / "re", "tud", annotated=False)
+    retrack_video(outputs.detections, re, cfg, detections_id="D", video_id="tud", params_id="p")
+    full = VideoOutputs.in_dir(tmp_path / "full", "tud", annotated=False)
+    process_video(tud_video, full, cfg, fast_models, video_id="tud", params_id="p")
+    assert pq.read_table(re.tracks).equals(pq.read_table(full.tracks))
+    assert _sha(re.tracks) != _sha(outputs.tracks)  # the setting did change the records
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other-id", "other-schema", "missing"])
+def test_a_bad_detections_file_is_refused(damage: str, full_run, fast_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    outputs, _ = full_run
+    bad, det_id = tmp_path / "bad.parquet", "D"
+    data = outputs.detections.read_bytes()
+    if damage == "truncated":
+        bad.write_bytes(data[: len(data) // 2])
+    elif damage == "other-id":
+        bad.write_bytes(data)
+        det_id = "E"
+    elif damage == "other-schema":
+        pq.write_table(pa.table({"frame_index": [0, 1]}), bad)
+    with pytest.raises(DetectionsCacheError, match=r"bad\.parquet"):
+        retrack_video(bad, VideoOutputs.in_dir(tmp_path / "o", "tud"), fast_cfg, detections_id=det_id)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -1,0 +1,154 @@
+"""The detections stage's file: every frame of one video with what the detector found on it
+(after its own conf/iou/classes filter) and each detection's appearance embedding, so the
+video can be tracked again with other tracker or refinement settings without decoding it or
+running a model (`tracking.pipeline.retrack_video`).
+
+One Parquet row per frame, frames without detections included (re-tracking must see the same
+frame sequence and timestamps: track ages advance on empty frames). A frame's detections are
+flat lists: `xyxy` (4 floats each), `confidence`, `class_id`, and `embedding` (float16,
+`embedding_dim` values each). The file's metadata holds what re-tracking needs besides: frame
+size and rate, the detector's class names, and `detections_id` (what produced it). Written
+under a temporary name and renamed on a clean close, so a file at its name is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tracking.atomic import AtomicOutput
+from tracking.detections import Detections
+
+DETECTIONS_SCHEMA = pa.schema([
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("timestamp_s", pa.float64(), nullable=False),
+    pa.field("xyxy", pa.list_(pa.float32()), nullable=False),
+    pa.field("confidence", pa.list_(pa.float32()), nullable=False),
+    pa.field("class_id", pa.list_(pa.int16()), nullable=False),
+    pa.field("embedding", pa.list_(pa.float16()), nullable=False),
+])
+FORMAT = "vidtrack-detections-1"
+
+
+class DetectionsCacheError(Exception):
+    """A detections file that cannot be used (missing, truncated, another schema or another
+    `detections_id`): the video is processed in full instead."""
+
+
+class Stamp(Protocol):
+    """What the tracker needs of a frame (a decoded `Frame`, or a `FrameStamp` from the file)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def timestamp_s(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class FrameStamp:
+    """A frame without its pixels: what the tracker needs of it."""
+
+    index: int
+    timestamp_s: float
+
+
+@dataclass(frozen=True)
+class DetectionsHeader:
+    detections_id: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int  # declared by the container (0: unknown)
+    class_names: dict[int, str]
+    embedding_dim: int
+    frames: int  # rows in the file: every decoded frame
+
+
+def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Embeddings as the detections file stores them. The full pipeline tracks with exactly these
+    values too, so tracking from the file gives the same records row for row."""
+    return [np.asarray(e, np.float16).astype(np.float32) for e in embeds]
+
+
+class DetectionsWriter(AtomicOutput):
+    def __init__(self, path: str | os.PathLike[str], *, detections_id: str, width: int, height: int, fps: float,
+                 frame_count: int, class_names: dict[int, str], row_group_frames: int = 1024) -> None:
+        super().__init__(path)
+        self._meta = {"format": FORMAT, "detections_id": detections_id, "width": width, "height": height,
+                      "fps": fps, "frame_count": frame_count, "class_names": sorted(class_names.items())}
+        self._writer: pq.ParquetWriter | None = None
+        self._rows: list[dict[str, object]] = []
+        self.row_group_frames, self.frames, self.dim = row_group_frames, 0, 0
+
+    def add(self, frames: Sequence[Stamp], dets: Sequence[Detections], embeds: Sequence[np.ndarray]) -> None:
+        for f, d, e in zip(frames, dets, embeds, strict=True):
+            flat = np.asarray(e, np.float16).reshape(-1)
+            if len(d):
+                self.dim = self.dim or flat.size // len(d)
+            self._rows.append({"frame_index": f.index, "timestamp_s": f.timestamp_s,
+                               "xyxy": d.xyxy.reshape(-1), "confidence": d.confidence, "class_id": d.class_id,
+                               "embedding": flat})
+        self.frames += len(frames)
+        if len(self._rows) >= self.row_group_frames:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        if self._writer is None:  # opened at the first rows: the embedding size is known by then (or never)
+            self._meta["embedding_dim"] = self.dim
+            meta = {b"vidtrack": json.dumps(self._meta).encode()}
+            self._writer = pq.ParquetWriter(self._tmp, DETECTIONS_SCHEMA.with_metadata(meta), compression="zstd")
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=DETECTIONS_SCHEMA))
+        self._rows = []
+
+    def _finish(self) -> None:
+        self._flush()
+        if self._writer is None:
+            raise ValueError(f"{self.path}: no frames to write")
+        self._writer.close()
+
+    def _discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsHeader:
+    """The file's header, checked: raises DetectionsCacheError naming the file and the reason."""
+    try:
+        f = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DetectionsCacheError(f"{os.fspath(path)}: not a readable detections file ({e})") from e
+    if not f.schema_arrow.remove_metadata().equals(DETECTIONS_SCHEMA):
+        raise DetectionsCacheError(f"{os.fspath(path)}: another schema than {FORMAT}'s")
+    meta = json.loads((f.schema_arrow.metadata or {}).get(b"vidtrack", b"{}"))
+    if meta.get("format") != FORMAT or meta.get("detections_id") != detections_id:
+        raise DetectionsCacheError(f"{os.fspath(path)}: made by {meta.get('detections_id')!r}, not {detections_id!r}")
+    return DetectionsHeader(detections_id, int(meta["width"]), int(meta["height"]), float(meta["fps"]),
+                            int(meta["frame_count"]), {int(k): str(v) for k, v in meta["class_names"]},
+                            int(meta["embedding_dim"]), f.metadata.num_rows)
+
+
+def read_batches(path: str | os.PathLike[str], header: DetectionsHeader, batch_frames: int = 256
+                 ) -> Iterator[tuple[list[FrameStamp], list[Detections], list[np.ndarray]]]:
+    """The file's frames in order, a batch at a time, as the tracker takes them."""
+    dim = header.embedding_dim
+    try:
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_frames):
+            cols = rb.to_pydict()
+            stamps = [FrameStamp(i, t) for i, t in zip(cols["frame_index"], cols["timestamp_s"], strict=True)]
+            dets = [Detections.from_arrays(np.asarray(b, np.float32), np.asarray(c, np.float32), np.asarray(k))
+                    for b, c, k in zip(cols["xyxy"], cols["confidence"], cols["class_id"], strict=True)]
+            embeds = [np.asarray(e, np.float16).astype(np.float32).reshape(-1, dim) if dim else
+                      np.zeros((0, 0), np.float32) for e in cols["embedding"]]
+            yield stamps, dets, embeds
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DetectionsCacheError(f"{os.fspath(path)}: unreadable ({e})") from e
