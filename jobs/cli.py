@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jobs.plan import DEFAULT_INCLUDE
 
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-boxes", action="store_true",
                    help="also score predicted (unmatched) boxes; default scores boxes matched in their frame")
     p.add_argument("--out", type=Path, help="keep outputs here (default: a temporary folder)")
+    p.add_argument("--sweep", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                   help="score every combination of these tracker/refine/output values, detecting once "
+                        "(repeatable; e.g. --sweep tracker.max_age_s=0.5,1,2)")
+    p.add_argument("--sweep-out", type=Path, help="also write the sweep's table here (.csv or .parquet)")
     _add_config_args(p)
 
     add_run_args(sub.add_parser("run", help="run the Ray job over an archive (S3 prefix or local folder)"))
@@ -137,15 +141,21 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from jobs.config import load_config
-    from tracking.mot import MotSequence, evaluate, tracks_to_mot
+    from tracking.mot import MotSequence, evaluate_many, tracks_to_mot
     from tracking.pipeline import Models, VideoOutputs, process_video
 
     cfg = load_config(args.config, args.overrides)
     if not cfg.detector.classes:  # MOTChallenge scores pedestrians
         cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, classes=("person",)))
     sequences = [MotSequence.open(s) for s in args.sequences]
+    if args.sweep:
+        from jobs.sweep import parse_sweeps
+
+        parse_sweeps(args.sweep)  # a bad sweep fails before the models load
     models = Models.load(cfg)
     params_id = cfg.params_id(models.detector.model_sha256)
+    if args.sweep:
+        return _eval_sweep(args, cfg, sequences, models, params_id)
     with tempfile.TemporaryDirectory(prefix="vidtrack-eval-") as tmp:
         out = args.out or Path(tmp)
         online, refined = {}, {}
@@ -161,10 +171,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tracks_to_mot(online_tracks, online[seq.name], matched_only=not args.all_boxes)
             log.info("%s: %d frames in %.1f s, stages %s, tracker %s, refine %s", seq.name, s.frames,
                      s.wall_seconds, s.stage_seconds, s.tracker_frames, s.refine)
-        before, after = evaluate(online, sequences), evaluate(refined, sequences)
+        scores = evaluate_many({"online": online, "refined": refined}, sequences)
+        before, after = scores["online"], scores["refined"]
     print(f"{'':<24} {'online tracker (before refinement)':<52} | refined (published records)")
     for name, sc in after.items():
         print(f"{name:<24} {before[name].short():<52} | {sc.short()}")
+    return EXIT_OK
+
+
+def _eval_sweep(args: argparse.Namespace, cfg: Any, sequences: list[Any], models: Any, params_id: str) -> int:
+    from jobs.sweep import print_table, run_sweep, write_table
+
+    rows = run_sweep(args, cfg, sequences, models, params_id)
+    print_table(rows)
+    if args.sweep_out:
+        write_table(rows, args.sweep_out)
     return EXIT_OK
 
 

@@ -92,10 +92,10 @@ class VideoWorker:
     def _load(self, cfg: PipelineConfig, model_sha256: str, endpoint_url: str | None, threads: int | None) -> None:
         from tracking.pipeline import Models
 
-        if threads:
-            import torch
+        if threads:  # inference follows the actor's CPU share (torch is not imported for it: seconds)
+            from tracking.inference import set_inference_threads
 
-            torch.set_num_threads(threads)
+            set_inference_threads(threads)
         local_model = fetch_model(cfg.detector.model, endpoint_url, Path(tempfile.gettempdir()) / "vidtrack-models")
         if model_sha256 and Path(local_model).is_file() and file_sha256(local_model) != model_sha256:
             raise ModelError(f"detector model {cfg.detector.model!r} changed during the run: "

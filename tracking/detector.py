@@ -24,7 +24,7 @@ from tracking.inference import cuda_present, import_ultralytics
 from tracking.modelref import ModelError, check_local, file_sha256, fix_hint
 from tracking.yolo_onnx import ExportedYolo
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 
 def resolve_device(device: str) -> str:

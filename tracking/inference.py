@@ -16,7 +16,6 @@ their ONNX files without loading either (that is most of `vidtrack track`'s star
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 CPU_BACKENDS = ("openvino", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
@@ -84,14 +83,6 @@ def cuda_present() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cached_file(name: str, build: Callable[[Path], None]) -> Path:

@@ -117,6 +117,13 @@ class MotScores:
 def evaluate(results: dict[str, Path], sequences: Sequence[MotSequence]) -> dict[str, MotScores]:
     """Score MOT result files (one per sequence name) with TrackEval. Returns scores per
     sequence and under 'COMBINED' for all of them together."""
+    return evaluate_many({"vidtrack": results}, sequences)["vidtrack"]
+
+
+def evaluate_many(results: dict[str, dict[str, Path]], sequences: Sequence[MotSequence]
+                  ) -> dict[str, dict[str, MotScores]]:
+    """`evaluate` for several result sets at once (tracker name -> sequence -> file), in one
+    TrackEval run: the ground truth is read and prepared once (parameter sweeps)."""
     import trackeval
 
     by_bench = {s.benchmark for s in sequences}
@@ -124,31 +131,41 @@ def evaluate(results: dict[str, Path], sequences: Sequence[MotSequence]) -> dict
         raise ValueError(f"cannot combine sequences of different benchmarks {sorted(by_bench)}")
     with tempfile.TemporaryDirectory(prefix="vidtrack-eval-") as tmp:
         gt_root = Path(tmp, "gt")
-        trk = Path(tmp, "trackers", "vidtrack", "data")
-        trk.mkdir(parents=True)
         for s in sequences:
             (gt_root / s.name).mkdir(parents=True)
             (gt_root / s.name / "gt").symlink_to((s.root / "gt").resolve())
             (gt_root / s.name / "seqinfo.ini").symlink_to((s.root / "seqinfo.ini").resolve())
-            (trk / f"{s.name}.txt").symlink_to(Path(results[s.name]).resolve())
+        for tracker, files in results.items():
+            trk = Path(tmp, "trackers", tracker, "data")
+            trk.mkdir(parents=True)
+            for s in sequences:
+                (trk / f"{s.name}.txt").symlink_to(Path(files[s.name]).resolve())
         dataset_cfg = {
             "GT_FOLDER": str(gt_root), "TRACKERS_FOLDER": str(Path(tmp, "trackers")),
-            "TRACKERS_TO_EVAL": ["vidtrack"], "BENCHMARK": by_bench.pop(), "SKIP_SPLIT_FOL": True,
+            "TRACKERS_TO_EVAL": list(results), "BENCHMARK": by_bench.pop(), "SKIP_SPLIT_FOL": True,
             "SEQ_INFO": {s.name: s.length for s in sequences}, "CLASSES_TO_EVAL": ["pedestrian"],
             "PRINT_CONFIG": False, "DO_PREPROC": True,
         }
-        eval_cfg = {"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False,
-                    "TIME_PROGRESS": False, "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False,
-                    "PLOT_CURVES": False, "OUTPUT_EMPTY_CLASSES": False, "DISPLAY_LESS_PROGRESS": True,
-                    "BREAK_ON_ERROR": True, "RETURN_ON_ERROR": False, "LOG_ON_ERROR": None}
-        evaluator = trackeval.Evaluator(eval_cfg)
-        metrics = [trackeval.metrics.HOTA({"PRINT_CONFIG": False}), trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
-                   trackeval.metrics.Identity({"PRINT_CONFIG": False})]
-        with contextlib.redirect_stdout(io.StringIO()) as out:  # TrackEval prints progress to stdout
-            res, msgs = evaluator.evaluate([trackeval.datasets.MotChallenge2DBox(dataset_cfg)], metrics)
-        log.debug("trackeval: %s", out.getvalue())
-    per_seq = res["MotChallenge2DBox"]["vidtrack"]
-    status = msgs["MotChallenge2DBox"]["vidtrack"]
+        res, msgs = _run_trackeval(trackeval, dataset_cfg)
+    return {tracker: _scores(res["MotChallenge2DBox"][tracker], msgs["MotChallenge2DBox"][tracker])
+            for tracker in results}
+
+
+def _run_trackeval(trackeval: Any, dataset_cfg: dict[str, Any]) -> tuple[Any, Any]:
+    eval_cfg = {"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False,
+                "TIME_PROGRESS": False, "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False,
+                "PLOT_CURVES": False, "OUTPUT_EMPTY_CLASSES": False, "DISPLAY_LESS_PROGRESS": True,
+                "BREAK_ON_ERROR": True, "RETURN_ON_ERROR": False, "LOG_ON_ERROR": None}
+    evaluator = trackeval.Evaluator(eval_cfg)
+    metrics = [trackeval.metrics.HOTA({"PRINT_CONFIG": False}), trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
+               trackeval.metrics.Identity({"PRINT_CONFIG": False})]
+    with contextlib.redirect_stdout(io.StringIO()) as out:  # TrackEval prints progress to stdout
+        res, msgs = evaluator.evaluate([trackeval.datasets.MotChallenge2DBox(dataset_cfg)], metrics)
+    log.debug("trackeval: %s", out.getvalue())
+    return res, msgs
+
+
+def _scores(per_seq: dict[str, Any], status: str) -> dict[str, MotScores]:
     if status != "Success":
         raise RuntimeError(f"TrackEval failed: {status}")
     scores = {}

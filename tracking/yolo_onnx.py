@@ -12,9 +12,11 @@ ultralytics, so it is the same model on every machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ import numpy as np
 from tracking.detections import Detections
 from tracking.inference import cached_file, calibration_images, cpu_session, import_ultralytics, quantize_int8
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vidtrack." + __name__)
 
 EXPORT_VERSION = 1  # bump when the export changes: cache names change with it
 INT8_RECIPE = 2  # bump when the quantisation recipe changes
@@ -127,6 +129,20 @@ class ExportedYolo:
                 for p, b, f in zip(pred, boxed, frames_bgr, strict=True)]
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """print() and ultralytics' logger (a handler bound to stdout when it was imported) to stderr."""
+    handlers = [h for h in logging.getLogger("ultralytics").handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.setStream(sys.stderr) for h in handlers]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h, stream in zip(handlers, streams, strict=True):
+            if stream is not None:
+                h.setStream(stream)
+
+
 def export_onnx(model_path: Path, model_sha256: str) -> Path:
     """The cache folder holding `model.onnx` (dynamic batch and size, fp32) and `meta.json`
     (class names) for this model file; exported with ultralytics the first time."""
@@ -142,7 +158,8 @@ def export_onnx(model_path: Path, model_sha256: str) -> Path:
 
         shutil.copyfile(model_path, work / "model.pt")  # the exporter writes beside its input
         yolo = YOLO(str(work / "model.pt"), task="detect")
-        with warnings.catch_warnings():
+        # the exporter talks on stdout: keep it on stderr, stdout is our commands' output (JSON, tables)
+        with warnings.catch_warnings(), _stdout_to_stderr():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace deprecation, from the exporter
             yolo.export(format="onnx", imgsz=640, dynamic=True, half=False, simplify=False, verbose=False)
         (work / "model.pt").unlink()
