@@ -82,6 +82,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write <dataset>/report.html at the end")
+    p.add_argument("--no-detections", action="store_true",
+                   help="neither keep the detections stage nor re-track from it (always detect)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         modified_since=args.modified_since, settle_seconds=args.settle_seconds, max_attempts=args.max_attempts,
         endpoint_url=args.s3_endpoint_url, progress=not args.no_progress, retry_failed=args.retry_failed,
         start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose,
-        report=not args.no_report)
+        report=not args.no_report, detections=not args.no_detections)
     result = run_job(spec)
     print(result.summary_line())
     if result.report:

@@ -78,6 +78,7 @@ class Attempt:
     seconds: float = 0.0
     stage_seconds: str = "{}"  # JSON: seconds per stage (fetch, decode, detect, embed, track, write, encode, publish)
     tracker_frames: str = "{}"  # JSON: frame counts the tracker used, resolved from seconds and the video's fps
+    detections: str = ""  # detected | cached (re-tracked from the detections stage) | fallback (cache unusable)
     node_id: str = ""
     worker_pid: int = 0
     started_at: str = ""

@@ -76,6 +76,7 @@ class JobSpec:
     backoff_seconds: float = 2.0  # first retry delay of a retryable video; doubles each attempt
     verbose: bool = False
     report: bool = True  # write <dataset>/report.html at the end of the run
+    detections: bool = True  # keep the detections stage, and re-track from it when it matches
 
 
 @dataclass
@@ -121,15 +122,27 @@ class RunResult:
             self.outstanding += 1
 
 
-def config_document(spec: JobSpec, params_id: str, model_sha256: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunIds:
+    """The identities of one run: the run, its tracks dataset, the model, and the detections
+    stage it reuses or writes ("" when the stage is off)."""
+
+    run_id: str
+    params_id: str
+    model_sha256: str
+    detections_id: str
+
+
+def config_document(spec: JobSpec, ids: RunIds) -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for dist in ("vidtrack", "ultralytics-opencv-headless", "deep-sort-realtime", "torch", "ray", "pyarrow", "av"):
         try:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             versions[dist] = None
-    return {"params_id": params_id, "parameters": spec.config.to_dict(), "canonical": spec.config.canonical(),
-            "model": {"uri": spec.config.detector.model, "sha256": model_sha256}, "versions": versions,
+    return {"params_id": ids.params_id, "parameters": spec.config.to_dict(), "canonical": spec.config.canonical(),
+            "model": {"uri": spec.config.detector.model, "sha256": ids.model_sha256}, "versions": versions,
+            "detections_id": ids.detections_id,  # the upstream stage these tracks are made from
             "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -142,20 +155,20 @@ def run_job(spec: JobSpec) -> RunResult:
     source, dest = _open_storages(spec)
     with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
         model = resolve_model(spec.config.detector.model, spec.endpoint_url, Path(tmp))
-    params_id = spec.config.params_id(model.sha256)
-    layout = DatasetLayout(dest, params_id)
+    ids = _identities(spec, model.sha256)
+    layout = DatasetLayout(dest, ids.params_id)
     plan = _plan(spec, source, layout)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    result = RunResult(run_id, params_id, f"{dest.uri.rstrip('/')}/{params_id}")
+    run_id = ids.run_id
+    result = RunResult(run_id, ids.params_id, f"{dest.uri.rstrip('/')}/{ids.params_id}")
     journal = ManifestJournal(layout, run_id)
     if not plan.todo:
-        layout.write_config(config_document(spec, params_id, model.sha256))
+        layout.write_config(config_document(spec, ids))
         _recover_earlier_runs(layout, run_id)
         return _finish(plan, journal, result, t0, spec.report)
     with _ray_session(spec), _signals_to_flag() as stop:
-        pool = _start_pool(spec, source, dest, params_id, model.sha256, len(plan.todo), run_id)
+        pool = _start_pool(spec, source, dest, ids, plan.todo)
         try:  # from here on, whatever happens, the manifest is written
-            layout.write_config(config_document(spec, params_id, model.sha256))
+            layout.write_config(config_document(spec, ids))
             _recover_earlier_runs(layout, run_id)
             with journal.held(f"driver of run {run_id}, pid {os.getpid()}"):
                 Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
@@ -163,6 +176,14 @@ def run_job(spec: JobSpec) -> RunResult:
             pool.shutdown()
             _finish(plan, journal, result, t0, spec.report)
     return result
+
+
+def _identities(spec: JobSpec, model_sha256: str) -> RunIds:
+    from tracking.embedder import weights_sha256
+
+    detections_id = spec.config.detections_id(model_sha256, weights_sha256()) if spec.detections else ""
+    return RunIds(datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
+                  spec.config.params_id(model_sha256), model_sha256, detections_id)
 
 
 def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool) -> RunResult:
@@ -280,22 +301,26 @@ def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> No
                      f"--gpus-per-actor {gpus:g} (nodes: {have})")
 
 
-def _start_pool(spec: JobSpec, source: Storage, dest: Storage, params_id: str, model_sha: str, videos: int,
-                run_id: str) -> Any:
-    """Actors started and the first one ready, or StartError with the real cause."""
+def _start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo: list[VideoTask]) -> Any:
+    """Actors started and the first one ready, or StartError with the real cause. When every
+    video can be re-tracked from the detections stage, the actors are CPU actors that never
+    build a model (no GPU requested)."""
     import ray
 
     from jobs.pool import ActorPool
     from jobs.worker import VideoWorker
 
-    check_resources(spec.cpus_per_actor, spec.gpus_per_actor, ray.nodes())
+    retrack_only = _all_cached(dest, ids, todo)
+    gpus = 0.0 if retrack_only else spec.gpus_per_actor
+    check_resources(spec.cpus_per_actor, gpus, ray.nodes())
     actor_cls = ray.remote(VideoWorker).options(
         # two threads: `process` runs one video while `frames_done` answers the progress poll
-        num_cpus=spec.cpus_per_actor, num_gpus=spec.gpus_per_actor, max_restarts=0, max_concurrency=2)
+        num_cpus=spec.cpus_per_actor, num_gpus=gpus, max_restarts=0, max_concurrency=2)
     threads = max(1, int(spec.cpus_per_actor))
-    pool = ActorPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, params_id, model_sha,
-                                              spec.endpoint_url, threads, run_id))
-    pool.add(min(_actor_count(spec, ray.cluster_resources()), videos))
+    pool = ActorPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, ids.params_id, ids.model_sha256,
+                                              spec.endpoint_url, threads, ids.run_id, ids.detections_id,
+                                              not retrack_only))
+    pool.add(min(_actor_count(spec, ray.cluster_resources(), gpus), len(todo)))
     try:
         _wait_first_ready(pool, spec.start_timeout)
     except BaseException:
@@ -317,11 +342,22 @@ def _wait_first_ready(pool: Any, timeout: float) -> None:
                 raise StartError(f"actor could not start: {ev.info.error}", usage=ev.info.usage_error)
 
 
-def _actor_count(spec: JobSpec, resources: dict[str, float]) -> int:
+def _all_cached(dest: Storage, ids: RunIds, todo: list[VideoTask]) -> bool:
+    from jobs.detcache import DetectionsCache
+
+    if not ids.detections_id:
+        return False
+    cached = DetectionsCache(dest, ids.detections_id).cached(todo)
+    log.info("%d of %d videos to process have reusable detections (%s): they are re-tracked without "
+             "decoding or a model", len(cached), len(todo), ids.detections_id)
+    return len(cached) == len(todo)
+
+
+def _actor_count(spec: JobSpec, resources: dict[str, float], gpus: float) -> int:
     if spec.actors:
         return spec.actors
-    if spec.gpus_per_actor > 0 and resources.get("GPU", 0) > 0:
-        return max(1, int(resources["GPU"] / spec.gpus_per_actor))
+    if gpus > 0 and resources.get("GPU", 0) > 0:
+        return max(1, int(resources["GPU"] / gpus))
     return max(1, int(resources.get("CPU", 1) / spec.cpus_per_actor))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.detcache import DetectionsCache
 from jobs.layout import DatasetLayout
 from jobs.manifest import Attempt, DoneMarker, FailedMarker, Status, now_iso
 from jobs.modelref import fetch_model
@@ -36,7 +37,7 @@ from tracking.modelref import ModelError, file_sha256
 from tracking.video import VideoError
 
 if TYPE_CHECKING:
-    from tracking.pipeline import VideoOutputs, VideoSummary
+    from tracking.pipeline import Models, VideoOutputs, VideoSummary
 
 log = logging.getLogger("vidtrack.jobs.worker")
 
@@ -54,6 +55,7 @@ class ActorInfo:
     workdir: str
     error: str = ""  # "ErrorClass: message" when the models could not be loaded
     usage_error: bool = False  # the error is the user's input (bad model, class name, device)
+    model_loads: int = 0  # 0 for an actor that only re-tracks (it never builds a model)
 
 
 class _StageError(Exception):
@@ -71,7 +73,7 @@ class VideoWorker:
 
     def __init__(self, cfg: PipelineConfig, source_uri: str, output_uri: str, params_id: str,
                  model_sha256: str, endpoint_url: str | None = None, threads: int | None = None,
-                 run_id: str = "") -> None:
+                 run_id: str = "", detections_id: str = "", load_models: bool = True) -> None:
         import ray
 
         self.node_id = ray.get_runtime_context().get_node_id()
@@ -80,31 +82,49 @@ class VideoWorker:
         self.source: Storage = open_storage(source_uri, endpoint_url)
         self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
         self.params_id = params_id
+        # the detections stage: reused when it matches, written otherwise ("" turns it off)
+        self.cache = DetectionsCache(self.layout.storage, detections_id) if detections_id else None
+        self.models: Models | None = None
+        self.model_loads = 0  # how many times this actor built the detector and embedder
         self._frames_done = 0
         self.start_error, self.usage_error = "", False
         try:
-            self._load(cfg, model_sha256, endpoint_url, threads)
+            self._configure(cfg, model_sha256, endpoint_url, threads)
+            if load_models:  # an actor that only re-tracks never builds a model
+                self._models()
         except Exception as e:  # reported by ready(), with its real cause
             self.start_error = f"{e.__class__.__name__}: {e}"
             self.usage_error = isinstance(e, ModelError | ConfigError | ValueError)
             log.error("actor could not start: %s", self.start_error)
 
-    def _load(self, cfg: PipelineConfig, model_sha256: str, endpoint_url: str | None, threads: int | None) -> None:
-        from tracking.pipeline import Models
-
+    def _configure(self, cfg: PipelineConfig, model_sha256: str, endpoint_url: str | None,
+                   threads: int | None) -> None:
+        self.cfg, self._model_args = cfg, (model_sha256, endpoint_url)
         if threads:  # inference follows the actor's CPU share (torch is not imported for it: seconds)
             from tracking.inference import set_inference_threads
 
             set_inference_threads(threads)
-        local_model = fetch_model(cfg.detector.model, endpoint_url, Path(tempfile.gettempdir()) / "vidtrack-models")
-        if model_sha256 and Path(local_model).is_file() and file_sha256(local_model) != model_sha256:
-            raise ModelError(f"detector model {cfg.detector.model!r} changed during the run: "
-                             f"expected SHA-256 {model_sha256}")
-        self.cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, model=local_model))
-        self.models = Models.load(self.cfg)
+
+    def _models(self) -> Models:
+        """The detector and embedder, built on first use (once per actor)."""
+        if self.models is None:
+            from tracking.pipeline import Models
+
+            model_sha256, endpoint_url = self._model_args
+            cfg = self.cfg
+            local_model = fetch_model(cfg.detector.model, endpoint_url,
+                                      Path(tempfile.gettempdir()) / "vidtrack-models")
+            if model_sha256 and Path(local_model).is_file() and file_sha256(local_model) != model_sha256:
+                raise ModelError(f"detector model {cfg.detector.model!r} changed during the run: "
+                                 f"expected SHA-256 {model_sha256}")
+            self.cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, model=local_model))
+            self.models = Models.load(self.cfg)
+            self.model_loads += 1
+        return self.models
 
     def ready(self) -> ActorInfo:
-        return ActorInfo(self.node_id, os.getpid(), str(self.workdir), self.start_error, self.usage_error)
+        return ActorInfo(self.node_id, os.getpid(), str(self.workdir), self.start_error, self.usage_error,
+                         self.model_loads)
 
     def frames_done(self) -> int:
         """Frames of the video in flight processed so far (the actor is threaded: this answers
@@ -138,33 +158,60 @@ class VideoWorker:
 
     def _leased_attempt(self, task: VideoTask, attempt: int, tmp: Path, row: Attempt,
                         still_held: Callable[[], None]) -> None:
-        from tracking.pipeline import VideoOutputs, process_video
+        from tracking.pipeline import VideoOutputs
 
-        local = tmp / local_name_for(task.key)
+        local, detections = tmp / local_name_for(task.key), tmp / "detections.parquet"
         t = time.perf_counter()
         with _stage("fetch"):
             if task.replaces:  # the source changed: its old version is no longer complete
                 self.layout.storage.delete(self.layout.done(task.video_id))
-            self.source.download(task.obj, local)
+            cached = self.cache is not None and self.cache.fetch(task, detections)
+            if not cached or self.cfg.output.annotated_video:  # re-tracking decodes only to draw
+                self.source.download(task.obj, local)
         fetch_s = time.perf_counter() - t
         outputs = VideoOutputs(tracks=tmp / "tracks.parquet",
                                video=tmp / "video.mp4" if self.cfg.output.annotated_video else None)
         with _stage("process"):
-            try:
-                summary = process_video(local, outputs, self.cfg, self.models, video_id=task.video_id,
-                                        params_id=self.params_id, on_frames=self._count_frames)
-            except VideoError as e:  # name the source, not our temp copy
-                raise type(e)(self._source_name(task), e.reason.replace(str(local), task.name)) from e
+            summary, row.detections = self._track(task, local, detections, cached, outputs)
         row.frames, row.rows = summary.frames, summary.rows
         row.frames_declared = summary.frames_declared
         row.tracker_frames = json.dumps(summary.tracker_frames, sort_keys=True)
         t = time.perf_counter()
         with _stage("publish"):
             still_held()  # a lease lost while processing (renewals failed): another run may own it now
+            if self.cache is not None and row.detections != "cached":
+                self.cache.publish(task, detections, summary.frames)
             self._publish(task, attempt, outputs, summary, row)
         row.stage_seconds = json.dumps({"fetch": round(fetch_s, 3), **summary.stage_seconds,
                                         "publish": round(time.perf_counter() - t, 3)}, sort_keys=True)
         row.status = Status.OK
+
+    def _track(self, task: VideoTask, local: Path, detections: Path, cached: bool,
+               outputs: VideoOutputs) -> tuple[VideoSummary, str]:
+        """Re-track from the cached detections, or detect, embed and track (writing the detections
+        stage). A cached file that turns out unusable falls back to full processing."""
+        from tracking.detstore import DetectionsCacheError
+        from tracking.pipeline import process_video, retrack_video
+
+        how = "detected"
+        if cached and self.cache is not None:
+            try:
+                source = local if local.exists() else None
+                return retrack_video(detections, outputs, self.cfg, detections_id=self.cache.detections_id,
+                                     source=source, video_id=task.video_id, params_id=self.params_id,
+                                     on_frames=self._count_frames), "cached"
+            except DetectionsCacheError as e:
+                log.warning("%s: cached detections unusable (%s): processing it in full", task.name, e)
+                how = "fallback"
+                if not local.exists():
+                    self.source.download(task.obj, local)
+        try:
+            return process_video(local, dataclasses.replace(outputs, detections=detections if self.cache else None),
+                                 self.cfg, self._models(), video_id=task.video_id, params_id=self.params_id,
+                                 on_frames=self._count_frames,
+                                 detections_id=self.cache.detections_id if self.cache else ""), how
+        except VideoError as e:  # name the source, not our temp copy
+            raise type(e)(self._source_name(task), e.reason.replace(str(local), task.name)) from e
 
     def _publish(self, task: VideoTask, attempt: int, outputs: VideoOutputs, summary: VideoSummary,
                  row: Attempt) -> None:

