@@ -79,3 +79,31 @@ def test_a_bad_detections_file_is_refused(damage: str, full_run, fast_cfg, tmp_p
     with pytest.raises(DetectionsCacheError, match=r"bad\.parquet"):
         retrack_video(bad, VideoOutputs.in_dir(tmp_path / "o", "tud"), fast_cfg, detections_id=det_id)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_key_added_at_its_default_changes_no_identity() -> None:
+    """A new parameter whose default reproduces today's output (declared ADDED) leaves every
+    existing params_id and detections_id as it was; set to another value, it changes them.
+    Execution knobs never do."""
+    from dataclasses import field
+
+    from tracking.config import ADDED, PipelineConfig, TrackerConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class TrackerWithNewKey(TrackerConfig):
+        new_gate: float = field(default=0.0, metadata=ADDED)
+
+    base = PipelineConfig()
+    added = PipelineConfig(tracker=TrackerWithNewKey())
+    assert added.params_id("m") == base.params_id("m")
+    assert added.detections_id("m", "e") == base.detections_id("m", "e")
+    assert PipelineConfig(tracker=TrackerWithNewKey(new_gate=0.5)).params_id("m") != base.params_id("m")
+    execution = load_config(None, ["detector.device=cpu", "detector.batch_size=2", "detector.backend=onnxruntime",
+                                   "embedder.batch_size=8", "output.row_group_frames=16"])
+    assert (execution.params_id("m"), execution.detections_id("m", "e")) == (base.params_id("m"),
+                                                                              base.detections_id("m", "e"))
+    # tracker and refinement settings change the tracks, never the detections
+    tracker = load_config(None, ["tracker.max_age_s=2.0", "refine.min_track_s=3.0"])
+    assert tracker.detections_id("m", "e") == base.detections_id("m", "e")
+    assert tracker.params_id("m") != base.params_id("m")
+    assert load_config(None, ["detector.conf=0.4"]).detections_id("m", "e") != base.detections_id("m", "e")

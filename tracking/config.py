@@ -19,6 +19,11 @@ BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")  # int8: statically quantised copy, CPU backends only (see tracking/inference.py)
 
 
+# How a parameter counts in identities (`canonical`), as dataclass field metadata:
+EXECUTION = {"identity": "execution"}  # never: how, not what (device, batch sizes, backends, the model's location)
+ADDED = {"identity": "added"}  # only when not at its default: a key added after datasets existed keeps their ids
+
+
 class ConfigError(ValueError):
     """A parameter has a wrong name, type or value. The message names the key."""
 
@@ -37,18 +42,19 @@ class DetectorConfig:
     classes: class names or ids to keep; empty keeps all.
     """
 
-    model: str = "yolov8n.pt"
+    model: str = field(default="yolov8n.pt", metadata=EXECUTION)
     imgsz: int = 640
     conf: float = 0.25
     iou: float = 0.7
     classes: tuple[str | int, ...] = ()
-    device: str = "auto"
-    half: bool = True  # fp16 on CUDA; ignored on CPU
-    batch_size: int = 8  # frames per detector call
+    device: str = field(default="auto", metadata=EXECUTION)
+    half: bool = field(default=True, metadata=EXECUTION)  # fp16 on CUDA; ignored on CPU
+    batch_size: int = field(default=8, metadata=EXECUTION)  # frames per detector call
     # "auto": OpenVINO on CPU (an ONNX export of the same weights, cached; always fp32, so results do
     # not depend on the CPU), torch on CUDA; "onnxruntime" is the other CPU option
-    backend: str = "auto"
-    precision: str = "fp32"  # or "int8" (CPU backends): changes results, so it is part of params_id
+    backend: str = field(default="auto", metadata=EXECUTION)
+    # or "int8" (CPU backends): changes results, so it is part of params_id (when not fp32)
+    precision: str = field(default="fp32", metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
@@ -75,10 +81,13 @@ class EmbedderConfig:
 
     model: str = "mobilenetv2"
     crop_size: tuple[int, int] = (224, 224)
-    batch_size: int = 64  # crops per forward pass (fp32 on 2 cores: 64 per call 12% cheaper per crop than 16)
-    half: bool = True  # fp16 on CUDA; ignored on CPU
-    backend: str = "auto"  # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
-    precision: str = "fp32"  # or "int8" (CPU backends): changes results, so it is part of params_id
+    # crops per forward pass (fp32 on 2 cores: 64 per call 12% cheaper per crop than 16)
+    batch_size: int = field(default=64, metadata=EXECUTION)
+    half: bool = field(default=True, metadata=EXECUTION)  # fp16 on CUDA; ignored on CPU
+    # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
+    backend: str = field(default="auto", metadata=EXECUTION)
+    # or "int8" (CPU backends): changes results, so it is part of params_id (when not fp32)
+    precision: str = field(default="fp32", metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
@@ -181,7 +190,7 @@ class OutputConfig:
     video_crf: int = 23
     video_preset: str = "veryfast"
     confirmed_only: bool = True
-    row_group_frames: int = 256  # frames buffered per Parquet row group
+    row_group_frames: int = field(default=256, metadata=EXECUTION)  # frames buffered per Parquet row group
 
     def __post_init__(self) -> None:
         _check(0 <= self.video_crf <= 51, "output.video_crf", self.video_crf, "must be in [0, 51]")
@@ -209,14 +218,11 @@ class PipelineConfig:
         batch sizes, backend) that must not change the dataset identity, and the model's
         name or location: the model is identified by its bytes (`params_id`'s SHA-256)."""
         d = self.to_dict()
-        for key in ("model", "device", "batch_size", "half", "backend"):
-            d["detector"].pop(key)
-        for key in ("batch_size", "half", "backend"):
-            d["embedder"].pop(key)
-        for section in ("detector", "embedder"):  # fp32 is the reference: absent, as before the key existed
-            if d[section]["precision"] == "fp32":
-                d[section].pop("precision")
-        d["output"].pop("row_group_frames")
+        for name in self.SECTIONS:
+            for f in dataclasses.fields(getattr(self, name)):
+                kind = f.metadata.get("identity")
+                if kind == "execution" or (kind == "added" and d[name][f.name] == f.default):
+                    d[name].pop(f.name)
         return d
 
     def detections_id(self, model_sha256: str, embedder_sha256: str) -> str:
