@@ -376,3 +376,20 @@ def test_archived_object_is_retryable_until_restored(s3: str, archive: dict[str,
     c.restore_object(Bucket="cold", Key="raw/a.mp4", RestoreRequest={"Days": 1})
     again = run_job(_spec(s3, "s3://results/cold/", input="s3://cold/raw/"))
     assert (again.ok, again.skipped, again.exit_code) == (1, 1, 0)
+
+
+def test_tracker_change_retracks_from_cached_detections_on_s3(s3: str, archive: dict[str, Path],
+                                                               ray_local: None) -> None:
+    c = _client(s3)
+    c.create_bucket(Bucket="retrack")
+    for i, key in enumerate(k for k in archive if k.startswith("raw/")):
+        if i < 3:
+            c.upload_file(str(archive[key]), "retrack", f"raw/v{i}.mp4")
+    first = run_job(_spec(s3, "s3://results/retrack/", input="s3://retrack/raw/"))
+    assert first.ok == 3 and {a.detections for a in first.attempts} == {"detected"}
+    assert len(_snapshot(s3, "results", "retrack/_detections/")) == 6  # 3 files + their 3 markers
+    c.upload_file(str(archive["_extra"]), "retrack", "raw/v0.mp4")  # re-uploaded: its detections are stale
+    again = run_job(_spec(s3, "s3://results/retrack/", ("tracker.max_age_s=1.0",), input="s3://retrack/raw/"))
+    assert again.ok == 3 and again.params_id != first.params_id
+    assert {a.source_key: a.detections for a in again.attempts} == {"v0.mp4": "detected", "v1.mp4": "cached",
+                                                                     "v2.mp4": "cached"}
