@@ -245,7 +245,10 @@ class VideoWorker:
     def _record_failure(self, task: VideoTask, row: Attempt, err: _StageError) -> None:
         cause = err.cause
         own = isinstance(cause, VideoError)
-        row.status = Status.FAILED if own else Status.CANCELLED if isinstance(cause, LeaseHeld) else Status.RETRYABLE
+        # another run holds the video: this run leaves it to that one. Held by this run: an earlier attempt
+        # whose actor was cut off is still going (a lost node's process): retry it after a backoff
+        elsewhere = isinstance(cause, LeaseHeld) and f"run {self.run_id}," not in str(cause)
+        row.status = Status.FAILED if own else Status.CANCELLED if elsewhere else Status.RETRYABLE
         row.error_class, row.error_stage = cause.__class__.__name__, err.stage
         row.error_message = str(cause)[:2000]
         log.warning("video %s %s in %s: %s: %s", task.name, row.status, err.stage, row.error_class, row.error_message)

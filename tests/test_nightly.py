@@ -74,6 +74,12 @@ def _blocked(tmp_path: Path, clips: int, frames: int, blocked: str) -> tuple[Pat
     return inp, out, pid
 
 
+def _dataset(out: Path) -> Path:
+    """The one tracks dataset under an output (beside the shared detections stage)."""
+    (dataset,) = [p for p in out.iterdir() if p.name != "_detections"]
+    return dataset
+
+
 def _manifest_rows(dataset: Path) -> list[dict[str, object]]:
     return [r for f in sorted(dataset.glob("manifest/*/*.parquet")) for r in pq.read_table(f).to_pylist()]
 
@@ -300,7 +306,7 @@ def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_pat
     proc.send_signal(sig)
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 128 + sig, output
-    (dataset,) = out.iterdir()
+    dataset = _dataset(out)
     rows = _manifest_rows(dataset)
     done = len(list(dataset.glob("_done/*.json")))
     assert sum(r["status"] == "ok" for r in rows) == done >= 1
@@ -322,7 +328,7 @@ def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     _wait_for(lambda: len(list(out.glob("*/_journal/*/*.json"))) >= 2)  # two attempts recorded by the driver
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    (dataset,) = out.iterdir()
+    dataset = _dataset(out)
     journaled = list(dataset.glob("_journal/*/*.json"))
     assert len(journaled) >= 2 and not list(dataset.glob("manifest/*"))
     killed_run = journaled[0].parent.name
