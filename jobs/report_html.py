@@ -209,8 +209,9 @@ def _throughput(t: Section) -> str:
     ]
     slow_header, slow = t.tables["slowest"]
     return ('<section id="throughput"><h2>Throughput</h2>'
-            f'<p class="note">{len(fps):,} complete videos. Stage seconds overlap (decode and encode run on '
-            "their own threads), so a bar can exceed the wall time.</p>"
+            f'<p class="note">{len(fps):,} complete videos. Stage seconds can overlap (decoding runs on its '
+            "own thread beside detection), so a bar can exceed the wall time; encode is the render pass "
+            "(decode again, draw, encode).</p>"
             f'<div class="grid">{"".join(charts_html)}</div>'
             f"<h3>Nodes</h3>{table(node_header, nodes)}<h3>Slowest videos</h3>{table(slow_header, slow)}</section>")
 
