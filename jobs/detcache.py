@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobs.layout import DatasetLayout
-from jobs.manifest import DoneMarker, now_iso
+from jobs.manifest import DoneMarker, now_iso, read_done_marker
 from jobs.plan import VideoTask
-from jobs.storage import UNKNOWN_SIZE, ObjectInfo, Storage, StorageError
+from jobs.storage import UNKNOWN_SIZE, ObjectInfo, Storage
 
 log = logging.getLogger("vidtrack.jobs.detcache")
 
@@ -25,12 +25,8 @@ class DetectionsCache:
     detections_id: str
 
     def _marker(self, task: VideoTask) -> DoneMarker | None:
-        try:
-            m = DoneMarker.from_bytes(self.storage.read_bytes(DatasetLayout.detections_done(self.detections_id,
-                                                                                          task.video_id)))
-        except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not cached
-            return None
-        return m if m.matches(task.identity, m.finished_at) else None
+        key = DatasetLayout.detections_done(self.detections_id, task.video_id)
+        return read_done_marker(self.storage, key, task.identity)
 
     def has(self, task: VideoTask) -> bool:
         return self._marker(task) is not None

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.storage import LeaseHeld
+from jobs.storage import LeaseHeld, Storage, StorageError
 
 if TYPE_CHECKING:
     from jobs.layout import DatasetLayout
@@ -99,7 +99,6 @@ class ManifestJournal:
     def __init__(self, layout: DatasetLayout, run_id: str) -> None:
         self.layout, self.run_id = layout, run_id
         self.rows: list[Attempt] = []
-        self.journal_errors = 0
 
     def held(self, owner: str) -> AbstractContextManager[Callable[[], None]]:
         """The lease that tells other runs this journal is being written (not to be recovered)."""
@@ -116,7 +115,6 @@ class ManifestJournal:
             self.layout.storage.put_bytes(self.layout.journal(self.run_id, len(self.rows)),
                                           json.dumps(asdict(row), sort_keys=True).encode())
         except Exception as e:  # kept in memory: only an abnormal end would lose it now
-            self.journal_errors += 1
             log.error("could not journal the attempt of %s (%s: %s); it stays in memory until the manifest",
                       row.source_key, e.__class__.__name__, e)
 
@@ -224,12 +222,16 @@ class _Marker:
         d["source"] = SourceIdentity(**_known(SourceIdentity, src)) if isinstance(src, dict) else None
         return cls(**_known(cls, d))
 
-    def matches(self, current: SourceIdentity, written_at: str) -> bool:
+    @property
+    def written_at(self) -> str:
+        raise NotImplementedError
+
+    def matches(self, current: SourceIdentity) -> bool:
         """Does this marker describe the current version of the source? A marker without an
         identity (older vidtrack) matches unless the source was modified after it was written."""
         if self.source is not None:
             return self.source.same_as(current)
-        return bool(written_at) and current.modified <= written_at
+        return bool(self.written_at) and current.modified <= self.written_at
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,10 @@ class DoneMarker(_Marker):
     refine: dict[str, int] = field(default_factory=dict)  # what refinement changed
     finished_at: str = ""
 
+    @property
+    def written_at(self) -> str:
+        return self.finished_at
+
 
 @dataclass(frozen=True)
 class FailedMarker(_Marker):
@@ -261,6 +267,10 @@ class FailedMarker(_Marker):
     run_id: str = ""
     attempt: int = 0
     at: str = ""
+
+    @property
+    def written_at(self) -> str:
+        return self.at
 
 
 M = TypeVar("M", DoneMarker, FailedMarker)
@@ -290,10 +300,16 @@ def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
     return out
 
 
-def marker_time(m: DoneMarker | FailedMarker) -> str:
-    return m.finished_at if isinstance(m, DoneMarker) else m.at
+def read_done_marker(storage: Storage, key: str, current: SourceIdentity) -> DoneMarker | None:
+    """The `_done`-style marker at `key` if it describes this version of the source; None when it
+    is absent, unreadable or about another version."""
+    try:
+        marker = DoneMarker.from_bytes(storage.read_bytes(key))
+    except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not done
+        return None
+    return marker if marker.matches(current) else None
 
 
 __all__ = ["MANIFEST_SCHEMA", "OUTSTANDING", "Attempt", "DoneMarker", "FailedMarker", "ManifestJournal",
-           "SourceIdentity", "Status", "done_markers", "failed_markers", "marker_time", "now_iso", "recover",
+           "SourceIdentity", "Status", "done_markers", "failed_markers", "now_iso", "read_done_marker", "recover",
            "write_manifest"]

@@ -108,9 +108,9 @@ def plan_run(source: Storage, layout: DatasetLayout, include: list[str], exclude
     plan = Plan([], [], [], ignored, listed)
     for t in tasks:
         done, failed = done_by_id.get(t.video_id), failed_by_id.get(t.video_id)
-        if done is not None and done.matches(t.identity, done.finished_at):
+        if done is not None and done.matches(t.identity):
             plan.done.append(t)
-        elif failed is not None and failed.matches(t.identity, failed.at) and not retry_failed:
+        elif failed is not None and failed.matches(t.identity) and not retry_failed:
             plan.failed_before.append((t, failed))
         else:
             plan.todo.append(VideoTask(t.obj, t.video_id, replaces=done is not None or failed is not None))

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jobs.layout import DatasetLayout
-from jobs.manifest import OUTSTANDING, Attempt, DoneMarker, FailedMarker, ManifestJournal, Status, now_iso, recover
+from jobs.manifest import (
+    OUTSTANDING,
+    Attempt,
+    FailedMarker,
+    ManifestJournal,
+    Status,
+    now_iso,
+    read_done_marker,
+    recover,
+)
 from jobs.modelref import resolve_model
 from jobs.plan import DEFAULT_INCLUDE, Plan, VideoTask, plan_run
 from jobs.pool import Died, Event, Finished, Started
@@ -461,7 +470,8 @@ class Dispatcher:
         for ev in self.pool.wait(timeout=0):  # results that are already back
             self._handle(ev)
         for task, attempt in self.pool.cancel_in_flight():
-            done = _done_marker(self.journal.layout, task)
+            layout = self.journal.layout
+            done = read_done_marker(layout.storage, layout.done(task.video_id), task.identity)
             if done is not None:
                 row = self._row(task, attempt, Status.OK, "", "")
                 row.frames, row.frames_declared, row.rows = done.frames, done.frames_declared, done.rows
@@ -563,15 +573,6 @@ class Dispatcher:
         self.result.count(row)
         self.bar.update(1)
         self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding)
-
-
-def _done_marker(layout: DatasetLayout, task: VideoTask) -> DoneMarker | None:
-    """The `_done` marker of this version of the task's source, if there is one."""
-    try:
-        done = DoneMarker.from_bytes(layout.storage.read_bytes(layout.done(task.video_id)))
-    except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not done
-        return None
-    return done if done.matches(task.identity, done.finished_at) else None
 
 
 def _write_failed_marker(layout: DatasetLayout, task: VideoTask, row: Attempt) -> None:
