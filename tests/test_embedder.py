@@ -36,8 +36,9 @@ def _reference(frame: np.ndarray, dets: Detections, size: tuple[int, int]) -> np
     return np.stack(ref)
 
 
-@pytest.mark.parametrize(("backend", "size"), [("torch", (224, 224)), ("onnxruntime", (224, 224)),
-                                               ("openvino", (224, 224)), ("openvino", (128, 64))])
+@pytest.mark.parametrize(("backend", "size"), [("torch", (160, 160)), ("onnxruntime", (160, 160)),
+                                               ("openvino", (160, 160)), ("openvino", (224, 224)),
+                                               ("openvino", (128, 64))])
 def test_matches_deep_sort_realtime_preprocessing(backend: str, size: tuple[int, int]) -> None:
     """Batched features equal deep-sort-realtime's per-crop preprocessing run through the same
     network to 1e-3, on every backend: OpenVINO is held to fp32 (no bf16 even where the CPU has it)."""
@@ -96,3 +97,25 @@ def test_warm_cache_loads_models_without_torch(tmp_path: Path) -> None:
     for r in runs:
         assert r.returncode == 0, r.stderr[-3000:]
     assert "heavy: []" in runs[1].stdout, runs[1].stdout
+
+
+def test_roc_auc_ranks_same_identity_distances_below_others() -> None:
+    from bench.reid import roc_auc
+
+    assert roc_auc(np.array([0.1, 0.2]), np.array([0.3, 0.4, 0.5])) == 1.0
+    assert roc_auc(np.array([0.6, 0.7]), np.array([0.3, 0.4])) == 0.0
+    assert roc_auc(np.array([0.1, 0.4]), np.array([0.2, 0.3])) == 0.5
+    assert roc_auc(np.array([0.3]), np.array([0.3])) == 0.5  # a tie counts half
+
+
+def test_default_features_tell_tud_campus_people_apart() -> None:
+    """The default appearance features, on TUD-Campus's ground-truth boxes: distances between the
+    same person in two frames rank below those between two people (ROC AUC 0.74 measured for
+    160x160, 0.80 for 224x224; 0.5 is chance, which a wrong normalisation or crop falls towards)."""
+    from bench.reid import _pair_distances, _visible_people, roc_auc
+    from tracking.mot import MotSequence
+
+    people = _visible_people(MotSequence.open(TUD))
+    same, other, _, crops = _pair_distances(AppearanceEmbedder(EmbedderConfig()), people)
+    assert crops > 300
+    assert roc_auc(same, other) >= 0.70

