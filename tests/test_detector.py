@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import MODEL, SHARED, TUD, read_images
-from tracking.config import DetectorConfig
+from tracking.config import DetectorConfig, EmbedderConfig
 from tracking.detector import Detector
 from tracking.inference import inference_threads, set_inference_threads
 from tracking.modelref import ModelError
@@ -110,6 +110,27 @@ def test_threads_follow_the_actor_share(monkeypatch: pytest.MonkeyPatch) -> None
     assert inference_threads() == 1
     with pytest.raises(ValueError, match="inference threads"):
         set_inference_threads(0)
+
+
+def test_openvino_pins_threads_only_in_a_process_that_has_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pinned, OpenVINO puts every process's threads on the same first cores: two 1-thread actors
+    on a 2-core node ran on one core. An actor holding a share of the node is not pinned; the
+    setting is one OpenVINO accepts on a real compiled model."""
+    import openvino as ov
+
+    import tracking.inference as inf
+    from tracking.embedder import AppearanceEmbedder
+
+    monkeypatch.setattr(inf, "usable_cpus", lambda: 4)
+    assert inf.openvino_properties(1)["ENABLE_CPU_PINNING"] is False
+    assert inf.openvino_properties(2)["ENABLE_CPU_PINNING"] is False
+    assert inf.openvino_properties(4)["ENABLE_CPU_PINNING"] is True
+    onnx = AppearanceEmbedder(EmbedderConfig())._onnx()
+    for threads in (1, 4):
+        compiled = ov.Core().compile_model(str(onnx), "CPU", inf.openvino_properties(threads))
+        assert compiled.get_property("ENABLE_CPU_PINNING") is (threads == 4)
+        if threads == 1:  # (OpenVINO caps the count at the machine's cores)
+            assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
 
 
 def test_ultralytics_import_leaves_thread_count_alone() -> None:

@@ -10,7 +10,8 @@ their ONNX files without loading either (that is most of `vidtrack track`'s star
   comes from int8 (`precision = "int8"`), which every x86 CPU runs and VNNI/AMX accelerate.
 - Threads follow the process's CPU share: what the actor set with `set_inference_threads` (from
   `--cpus-per-actor`), else `OMP_NUM_THREADS` (Ray sets it to an actor's `num_cpus`), else the
-  CPUs this process may run on.
+  CPUs this process may run on. OpenVINO pins its threads to cores only in a process that uses
+  every CPU it may run on: pinned, several actors on one node all ran on the same first cores.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def inference_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -133,6 +139,16 @@ def cpu_session(onnx_path: Path, backend: str, threads: int | None = None, image
     raise ValueError(f"{onnx_path}: no CPU backend {backend!r}; expected one of {CPU_BACKENDS}")
 
 
+def openvino_properties(threads: int) -> dict[str, Any]:
+    """How every model is compiled for OpenVINO's CPU plugin: latency mode on `threads` threads,
+    fp32 whatever the CPU. OpenVINO pins its threads to cores, the same first cores in every
+    process: two 1-thread actors on a 2-core node both ran on core 0, each at half speed (53
+    against 25 ms a frame). So only a process that uses every CPU it may run on is pinned;
+    otherwise the OS spreads the processes' threads over the cores."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+            "ENABLE_CPU_PINNING": threads >= usable_cpus()}
+
+
 def _openvino(onnx_path: Path, threads: int, image: ImageInput | None) -> RunFn:
     import openvino as ov
 
@@ -154,8 +170,7 @@ def _openvino(onnx_path: Path, threads: int, image: ImageInput | None) -> RunFn:
     # the second then loads the first one's blob.
     with open(blobs / ".compile.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        compiled = core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+        compiled = core.compile_model(model, "CPU", openvino_properties(threads))
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
