@@ -119,3 +119,20 @@ def test_default_features_tell_tud_campus_people_apart() -> None:
     same, other, _, crops = _pair_distances(AppearanceEmbedder(EmbedderConfig()), people)
     assert crops > 300
     assert roc_auc(same, other) >= 0.70
+
+
+def test_chunk_sizes_cover_every_crop_in_few_shapes() -> None:
+    """OpenVINO keeps memory for each input shape it has run: any crop count is split into full
+    batches and powers of two, so a long video meets at most log2(batch) + 2 shapes."""
+    from tracking.embedder import chunk_sizes
+
+    assert chunk_sizes(45, 16) == [16, 16, 8, 4, 1]
+    assert chunk_sizes(0, 16) == []
+    assert chunk_sizes(16, 16) == [16]
+    shapes = set()
+    for n in range(200):
+        sizes = chunk_sizes(n, 16)
+        assert sum(sizes) == n and all(0 < s <= 16 for s in sizes)
+        shapes.update(sizes)
+    assert shapes == {1, 2, 4, 8, 16}
+    assert set(chunk_sizes(23, 24)) == {16, 4, 2, 1}  # a batch that is not a power of two

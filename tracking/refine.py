@@ -93,7 +93,7 @@ class TrackLog:
             src = DETECTED if s.matched else PREDICTED
             self._rows.append((frame_index, s.track_id, s.class_id, s.confidence, *s.xyxy, src, s.confirmed))
             if s.matched and 0 <= s.det_index < len(embeds):
-                self._credit(s.track_id, np.asarray(embeds[s.det_index], np.float64))
+                self._credit(s.track_id, np.asarray(embeds[s.det_index], np.float32))
         self._pending_frames += 1
         if self._pending_frames >= self._chunk:
             self._flush()
@@ -102,7 +102,10 @@ class TrackLog:
         norm = float(np.linalg.norm(e))
         if norm > 0:
             prev = self.embedding_sum.get(track_id)
-            self.embedding_sum[track_id] = e / norm if prev is None else prev + e / norm
+            if prev is None:  # float32: 5 KB a track, the only part of the log that grows per track
+                self.embedding_sum[track_id] = e / np.float32(norm)
+            else:
+                prev += e / np.float32(norm)
             self.embedding_count[track_id] += 1
 
     def _flush(self) -> None:
