@@ -219,7 +219,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # third-party chatter (exports, Ray's start-up) stays out of the operator's terminal
-        for name in ("ultralytics", "ray", "openvino", "nncf", "urllib3", "botocore", "s3transfer"):
+        for name in ("ultralytics", "ray", "openvino", "urllib3", "botocore", "s3transfer"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
