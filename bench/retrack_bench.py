@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from bench.run import REPO, SHARED
 
 
 def _run(args: list[str]) -> float:

@@ -11,7 +11,7 @@ from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
 from tracking.detections import Detections
 from tracking.mot import MotSequence, tracks_to_mot
 from tracking.records import TrackTableWriter
-from tracking.tracks import TrackState
+from tracking.refine import DETECTED, TrackRows
 
 
 def test_known_values_both_ways() -> None:
@@ -57,7 +57,8 @@ def test_mot_files_round_trip_boxes(tmp_path: Path) -> None:
     boxes = [(10.25, 20.5, 50.75, 90.0), (100.0, 0.0, 133.33, 47.5)]
     with TrackTableWriter(tmp_path / "t.parquet", video_id="v", params_id="p", class_names={0: "person"},
                           frame_size=(640, 480)) as w:
-        w.add_frame(0, 0.0, [TrackState(i + 1, 0, 0.9, b, True, True) for i, b in enumerate(boxes)])
+        w.write_rows(TrackRows(np.zeros(2, np.int64), np.array([1, 2]), np.zeros(2, np.int64), np.full(2, 0.9),
+                               np.array(boxes), np.full(2, DETECTED, np.int8), np.ones(2, bool)), [0.0])
     (tmp_path / "det").mkdir()
     assert tracks_to_mot(tmp_path / "t.parquet", tmp_path / "det" / "det.txt") == 2
     seq = MotSequence("s", tmp_path, tmp_path, 1, "MOT15")

