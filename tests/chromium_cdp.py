@@ -3,7 +3,7 @@ no extra Python dependency, no port. Opens one page, records what the page did (
 exceptions, console errors, every request it made), evaluates expressions, and takes a
 full-page screenshot.
 
-    python -m tests.chromium_cdp report.html shot.png     # a screenshot, for docs/
+    python -m tests.chromium_cdp report.html shot.png     # a screenshot
 """
 
 from __future__ import annotations
