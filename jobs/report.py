@@ -34,12 +34,8 @@ import pyarrow as pa
 
 from jobs.layout import DatasetLayout
 from jobs.manifest import done_markers
-from jobs.report_data import (
-    ReportData,
-    ReportError,
-    s3_tracks_dataset,
-)
-from jobs.storage import LocalStorage, ObjectInfo, S3Storage, Storage, StorageError, open_storage
+from jobs.report_data import ReportData, ReportError
+from jobs.storage import ObjectInfo, Storage, StorageError, open_storage
 from tracking.atomic import write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -148,12 +144,12 @@ def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> No
                     "track_id, cast(null as varchar) as class_name, cast(null as double) as timestamp_s, "
                     "cast(null as integer) as frame_index, cast(null as boolean) as matched, "
                     "0.0::float as x1, 0.0::float as y1, 0.0::float as x2, 0.0::float as y2 where false")
-    elif isinstance(layout.storage, LocalStorage):
-        glob = _sql_str(layout.storage.root / layout.key("tracks") / "*" / "*.parquet")
+    elif (folder := layout.storage.local_path(layout.key("tracks"))) is not None:  # read in place
+        glob = _sql_str(folder / "*" / "*.parquet")
         con.execute(f"create view tracks as select * from read_parquet({glob}, hive_partitioning=false) "
                     "where video_id in (select video_id from done)")
-    elif isinstance(layout.storage, S3Storage):
-        con.register("tracks_s3", s3_tracks_dataset(layout.storage, [layout.tracks(v) for v in ids]))
+    else:
+        con.register("tracks_s3", layout.storage.parquet_dataset([layout.tracks(v) for v in ids]))
         con.execute("create view tracks as select * from tracks_s3")
     con.execute("create table trk as select video_id, track_id, any_value(class_name) as class_name, "
                 "min(timestamp_s) as t0, max(timestamp_s) as t1, max(timestamp_s) - min(timestamp_s) as dwell_s, "
@@ -161,8 +157,9 @@ def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> No
 
 
 def _local_copy(storage: Storage, obj: ObjectInfo, dest: Path) -> str:
-    if isinstance(storage, LocalStorage):
-        return str(storage.root / obj.key)
+    path = storage.local_path(obj.key)
+    if path is not None:
+        return str(path)
     storage.download(obj, dest)
     return str(dest)
 

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.layout import DatasetLayout
-from jobs.storage import LocalStorage, S3Storage
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -77,14 +76,11 @@ def _video_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, video_i
 
 def _track_file(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, video_id: str) -> str:
     """SQL table expression for one video's track rows (read directly: no scan of other files)."""
-    if isinstance(layout.storage, LocalStorage):
-        path = str(layout.storage.root / layout.tracks(video_id)).replace("'", "''")
+    local = layout.storage.local_path(layout.tracks(video_id))
+    if local is not None:
+        path = str(local).replace("'", "''")
         return f"read_parquet('{path}')"
-    from jobs.report_data import s3_tracks_dataset
-
-    if not isinstance(layout.storage, S3Storage):
-        return "tracks"
-    con.register("sheet_tracks", s3_tracks_dataset(layout.storage, [layout.tracks(video_id)]))
+    con.register("sheet_tracks", layout.storage.parquet_dataset([layout.tracks(video_id)]))
     return "sheet_tracks"
 
 

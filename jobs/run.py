@@ -230,11 +230,12 @@ def _open_storages(spec: JobSpec) -> tuple[Storage, Storage]:
         raise UsageError(f"--output {dest.uri} overlaps --input {source.uri}: outputs are never written under "
                          "the input, and the input is never read from the output")
     for flag, store in (("--input", source), ("--output", dest)):
-        root = getattr(store, "root", None)
+        root = store.local_path()
         if root is not None and root.exists() and not root.is_dir():
             raise UsageError(f"{flag} {root} is a file, not a folder"
                              + (" (to track one video: vidtrack track VIDEO --out DIR)" if flag == "--input" else ""))
-    if getattr(source, "root", None) is not None and not source.root.exists():  # type: ignore[attr-defined]
+    source_root = source.local_path()
+    if source_root is not None and not source_root.exists():
         raise UsageError(f"--input {source.uri} does not exist")
     return source, dest
 
