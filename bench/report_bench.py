@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.layout import DatasetLayout
+from jobs.dataset.layout import DatasetLayout
 from jobs.storage import LocalStorage
 
 PARAMS_ID = "synthetic0001"

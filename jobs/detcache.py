@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.layout import DatasetLayout
-from jobs.manifest import DoneMarker, now_iso, read_done_marker
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import now_iso
+from jobs.dataset.markers import DoneMarker, read_done_marker
 from jobs.plan import VideoTask
 from jobs.storage import UNKNOWN_SIZE, ObjectInfo, Storage
 

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from jobs.layout import DatasetLayout
-from jobs.manifest import FailedMarker, SourceIdentity, done_markers, failed_markers
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.markers import FailedMarker, SourceIdentity, done_markers, failed_markers
 from jobs.storage import ObjectInfo, Storage, matches, printable
 
 log = logging.getLogger("vidtrack.jobs.plan")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.manifest import Attempt
+from jobs.dataset.manifest import Attempt
 from jobs.plan import VideoTask
 from jobs.worker import ActorInfo
 

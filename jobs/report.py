@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from jobs.layout import DatasetLayout
-from jobs.manifest import done_markers
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.markers import done_markers
 from jobs.report_data import ReportData, ReportError
 from jobs.storage import ObjectInfo, Storage, StorageError, open_storage
 from tracking.atomic import write_bytes_atomic

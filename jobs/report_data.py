@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.layout import DatasetLayout
+from jobs.dataset.layout import DatasetLayout
 
 SHORT_TRACK_S = 1.0  # a track seen for less than this many seconds is "short" (its share per video: ID churn)
 MAX_TABLE_ROWS = 200  # rows per table on the page; the rest is counted and the SQL to list it shown

@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from jobs.layout import DatasetLayout
+from jobs.dataset.layout import DatasetLayout
 
 log = logging.getLogger("vidtrack." + __name__)
 

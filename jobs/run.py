@@ -26,21 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from jobs.layout import DatasetLayout
-from jobs.manifest import (
-    OUTSTANDING,
-    Attempt,
-    FailedMarker,
-    ManifestJournal,
-    Status,
-    now_iso,
-    read_done_marker,
-    recover,
-)
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import OUTSTANDING, Attempt, ManifestJournal, Status, now_iso, recover
+from jobs.dataset.markers import FailedMarker, read_done_marker, write_failed_marker
 from jobs.modelref import resolve_model
 from jobs.plan import DEFAULT_INCLUDE, Plan, VideoTask, plan_run
 from jobs.pool import Died, Event, Finished, Started
-from jobs.storage import Storage, StorageError, open_storage, overlaps
+from jobs.storage import Storage, open_storage, overlaps
 from tracking.config import PipelineConfig
 
 log = logging.getLogger("vidtrack.jobs.run")
@@ -560,7 +552,7 @@ class Dispatcher:
         else:
             row.status = Status.FAILED
             row.error_message = f"the actor died on each of {ev.attempt} attempts: {ev.error}"[:2000]
-            _write_failed_marker(self.journal.layout, ev.task, row)
+            write_failed_marker(self.journal.layout, row, ev.task.identity)
             self._final(row)
 
     def _row(self, task: VideoTask, attempt: int, status: Status, error_class: str, message: str,
@@ -574,16 +566,6 @@ class Dispatcher:
         self.result.count(row)
         self.bar.update(1)
         self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding)
-
-
-def _write_failed_marker(layout: DatasetLayout, task: VideoTask, row: Attempt) -> None:
-    marker = FailedMarker(task.video_id, task.name, task.identity, error_class=row.error_class,
-                          error_message=row.error_message, attempt=row.attempt, at=now_iso())
-    try:
-        layout.storage.put_bytes(layout.failed(task.video_id), marker.to_bytes())
-    except StorageError as e:
-        row.status = Status.RETRYABLE
-        row.error_message = f"{row.error_message} (and its failure marker could not be written: {e})"[:2000]
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import Attempt, Status, now_iso
+from jobs.dataset.markers import DoneMarker, write_failed_marker
 from jobs.detcache import DetectionsCache
-from jobs.layout import DatasetLayout
-from jobs.manifest import Attempt, DoneMarker, FailedMarker, Status, now_iso
 from jobs.modelref import fetch_model
 from jobs.plan import VideoTask, local_name_for
 from jobs.storage import LeaseHeld, Storage, open_storage
@@ -255,13 +256,7 @@ class VideoWorker:
         if not own:  # the video may be fine: leave no trace that would make it look failed or done
             return
         self._remove_outputs(task)
-        marker = FailedMarker(task.video_id, task.name, task.identity, error_class=row.error_class,
-                              error_message=row.error_message, attempt=row.attempt, at=now_iso())
-        try:
-            self.layout.storage.put_bytes(self.layout.failed(task.video_id), marker.to_bytes())
-        except Exception as e:  # without its marker the failure would not stick: retry it instead
-            row.status, row.error_stage = Status.RETRYABLE, "publish"
-            row.error_message = f"{row.error_message} (and its failure marker could not be written: {e})"[:2000]
+        write_failed_marker(self.layout, row, task.identity)
 
     def _source_name(self, task: VideoTask) -> str:
         return f"{self.source.uri.rstrip('/')}/{task.name}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs.config import load_config
-from jobs.layout import DatasetLayout
+from jobs.dataset.layout import DatasetLayout
 from jobs.plan import video_id_for
 from jobs.run import JobSpec, RunResult, UsageError, run_job
 from tests.conftest import JOB_OVERRIDES, MODEL, VIDEOS, make_archive_clips, need_shared, write_video

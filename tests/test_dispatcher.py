@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.layout import DatasetLayout
-from jobs.manifest import Attempt, FailedMarker, ManifestJournal, Status
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import Attempt, ManifestJournal, Status
+from jobs.dataset.markers import FailedMarker
 from jobs.plan import VideoTask, video_id_for
 from jobs.pool import Died, Event, Finished, Started
 from jobs.run import Dispatcher, JobSpec, RunResult, StartError

@@ -12,8 +12,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from jobs.cli import EXIT_USAGE, main
-from jobs.layout import DatasetLayout
-from jobs.manifest import DoneMarker, SourceIdentity
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.markers import DoneMarker, SourceIdentity
 from jobs.plan import DEFAULT_INCLUDE, local_name_for, plan_run, video_id_for
 from jobs.run import EXIT_SOME_FAILED
 from jobs.storage import LocalStorage, StorageError, check_key, matches

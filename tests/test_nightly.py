@@ -18,8 +18,9 @@ import pytest
 
 from jobs.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from jobs.config import load_config
-from jobs.layout import DatasetLayout
-from jobs.manifest import MANIFEST_SCHEMA, Attempt, DoneMarker, SourceIdentity, Status
+from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import MANIFEST_SCHEMA, Attempt, Status
+from jobs.dataset.markers import DoneMarker, SourceIdentity
 from jobs.plan import DEFAULT_INCLUDE, plan_run, video_id_for
 from jobs.run import JobSpec, check_resources, run_job
 from jobs.storage import LeaseHeld, LocalStorage, printable
@@ -465,7 +466,7 @@ def test_size_change_mid_stream_is_the_videos_own_failure(tmp_path: Path) -> Non
 
 
 def test_a_running_runs_journal_is_not_recovered_by_another_run(tmp_path: Path) -> None:
-    from jobs.manifest import ManifestJournal, recover
+    from jobs.dataset.manifest import ManifestJournal, recover
 
     layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
     running = ManifestJournal(layout, "run-A")

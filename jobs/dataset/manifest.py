@@ -7,8 +7,8 @@
   the attempts in flight; `close()` compacts the run into `manifest/run_id=<run>/part-0.parquet`
   and removes the journal. A run that never closed (driver killed) is compacted by the next
   run on the same dataset (`recover`).
-- `SourceIdentity`, `DoneMarker`, `FailedMarker`: typed `_done/` and `_failed/` records that
-  carry the source object's identity (size, mtime, ETag), so a changed source is seen.
+
+The `_done/` and `_failed/` markers are jobs/dataset/markers.py's.
 """
 
 from __future__ import annotations
@@ -18,22 +18,20 @@ import logging
 import tempfile
 import typing
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.storage import LeaseHeld, Storage, StorageError
+from jobs.storage import LeaseHeld
 
 if TYPE_CHECKING:
-    from jobs.layout import DatasetLayout
-    from jobs.storage import ObjectInfo
+    from jobs.dataset.layout import DatasetLayout
 
 log = logging.getLogger("vidtrack.jobs.manifest")
 
@@ -169,7 +167,7 @@ def recover(layout: DatasetLayout, owner: str) -> list[str]:
 def _recover_run(layout: DatasetLayout, run_id: str, keys: list[str]) -> bool:
     recovered = not layout.storage.exists(layout.manifest(run_id))
     if recovered:
-        rows = [Attempt(**_known(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
+        rows = [Attempt(**known_fields(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
         write_manifest(layout, run_id, rows)
         log.warning("run %s ended without its manifest: recovered %d attempt records from its journal",
                     run_id, len(rows))
@@ -177,139 +175,11 @@ def _recover_run(layout: DatasetLayout, run_id: str, keys: list[str]) -> bool:
     return recovered
 
 
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The items of `data` that are fields of the dataclass `cls` (a newer writer's extra keys are dropped)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
 
 
-# -- markers --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SourceIdentity:
-    """What identifies one version of a source object: size and modification time, and the
-    ETag where the storage has one (S3). Two identities match when their ETags match, or,
-    lacking ETags, when size and mtime do."""
-
-    size: int
-    modified: str  # ISO 8601, UTC
-    etag: str = ""
-
-    @classmethod
-    def of(cls, obj: ObjectInfo) -> SourceIdentity:
-        return cls(obj.size, obj.modified.isoformat(), obj.etag)
-
-    def same_as(self, other: SourceIdentity) -> bool:
-        if self.etag and other.etag:
-            return self.etag == other.etag and self.size == other.size
-        return (self.size, self.modified) == (other.size, other.modified)
-
-
-@dataclass(frozen=True)
-class _Marker:
-    video_id: str
-    source_key: str
-    source: SourceIdentity | None  # None: a marker written before identities were recorded
-
-    def to_bytes(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        d = json.loads(data)
-        src = d.get("source")
-        if src is None and "size" in d and "modified" in d:  # failure markers of vidtrack 0.1
-            src = {"size": d["size"], "modified": d["modified"]}
-        d["source"] = SourceIdentity(**_known(SourceIdentity, src)) if isinstance(src, dict) else None
-        return cls(**_known(cls, d))
-
-    @property
-    def written_at(self) -> str:
-        raise NotImplementedError
-
-    def matches(self, current: SourceIdentity) -> bool:
-        """Does this marker describe the current version of the source? A marker without an
-        identity (older vidtrack) matches unless the source was modified after it was written."""
-        if self.source is not None:
-            return self.source.same_as(current)
-        return bool(self.written_at) and current.modified <= self.written_at
-
-
-@dataclass(frozen=True)
-class DoneMarker(_Marker):
-    """`_done/<id>.json`, written last: the video's outputs are complete for this source version."""
-
-    params_id: str = ""
-    run_id: str = ""
-    attempt: int = 0
-    frames: int = 0
-    frames_declared: int = 0
-    rows: int = 0
-    tracks_sha256: str = ""
-    fps: float = 0.0
-    width: int = 0
-    height: int = 0
-    tracks_per_class: dict[str, int] = field(default_factory=dict)
-    tracker_frames: dict[str, int] = field(default_factory=dict)  # resolved from seconds and fps
-    refine: dict[str, int] = field(default_factory=dict)  # what refinement changed
-    finished_at: str = ""
-
-    @property
-    def written_at(self) -> str:
-        return self.finished_at
-
-
-@dataclass(frozen=True)
-class FailedMarker(_Marker):
-    """`_failed/<id>.json`: the video failed for its own reasons; skipped until it changes."""
-
-    error_class: str = ""
-    error_message: str = ""
-    run_id: str = ""
-    attempt: int = 0
-    at: str = ""
-
-    @property
-    def written_at(self) -> str:
-        return self.at
-
-
-M = TypeVar("M", DoneMarker, FailedMarker)
-
-
-def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
-    """video_id -> its `_done` marker (the source version it describes)."""
-    return _markers(layout, "_done", DoneMarker)
-
-
-def failed_markers(layout: DatasetLayout) -> dict[str, FailedMarker]:
-    """video_id -> the failure marker (source identity, error) of earlier runs."""
-    return _markers(layout, "_failed", FailedMarker)
-
-
-def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
-    prefix = layout.key(folder) + "/"
-    keys = [o.key for o in layout.storage.list(prefix) if o.key.endswith(".json")]
-    with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
-        blobs = list(pool.map(layout.storage.read_bytes, keys))
-    out = {}
-    for key, blob in zip(keys, blobs, strict=True):
-        try:
-            out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
-        except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
-            log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
-    return out
-
-
-def read_done_marker(storage: Storage, key: str, current: SourceIdentity) -> DoneMarker | None:
-    """The `_done`-style marker at `key` if it describes this version of the source; None when it
-    is absent, unreadable or about another version."""
-    try:
-        marker = DoneMarker.from_bytes(storage.read_bytes(key))
-    except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not done
-        return None
-    return marker if marker.matches(current) else None
-
-
-__all__ = ["MANIFEST_SCHEMA", "OUTSTANDING", "Attempt", "DoneMarker", "FailedMarker", "ManifestJournal",
-           "SourceIdentity", "Status", "done_markers", "failed_markers", "now_iso", "read_done_marker", "recover",
-           "write_manifest"]
+__all__ = ["MANIFEST_SCHEMA", "OUTSTANDING", "Attempt", "ManifestJournal", "Status", "known_fields", "now_iso",
+           "recover", "write_manifest"]

@@ -1,0 +1,160 @@
+"""The per-video markers: typed `_done/` and `_failed/` records that carry the source object's
+identity (size, mtime, ETag), so a changed source is seen. The `_failed` marker is written
+in one place (`write_failed_marker`), whether the video failed for its own reasons in an
+actor or killed its actor on every attempt."""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Self, TypeVar
+
+from jobs.dataset.manifest import Attempt, Status, known_fields, now_iso
+from jobs.storage import Storage, StorageError
+
+if TYPE_CHECKING:
+    from jobs.dataset.layout import DatasetLayout
+    from jobs.storage import ObjectInfo
+
+log = logging.getLogger("vidtrack." + __name__)
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What identifies one version of a source object: size and modification time, and the
+    ETag where the storage has one (S3). Two identities match when their ETags match, or,
+    lacking ETags, when size and mtime do."""
+
+    size: int
+    modified: str  # ISO 8601, UTC
+    etag: str = ""
+
+    @classmethod
+    def of(cls, obj: ObjectInfo) -> SourceIdentity:
+        return cls(obj.size, obj.modified.isoformat(), obj.etag)
+
+    def same_as(self, other: SourceIdentity) -> bool:
+        if self.etag and other.etag:
+            return self.etag == other.etag and self.size == other.size
+        return (self.size, self.modified) == (other.size, other.modified)
+
+
+@dataclass(frozen=True)
+class _Marker:
+    video_id: str
+    source_key: str
+    source: SourceIdentity | None  # None: a marker written before identities were recorded
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        d = json.loads(data)
+        src = d.get("source")
+        if src is None and "size" in d and "modified" in d:  # failure markers of vidtrack 0.1
+            src = {"size": d["size"], "modified": d["modified"]}
+        d["source"] = SourceIdentity(**known_fields(SourceIdentity, src)) if isinstance(src, dict) else None
+        return cls(**known_fields(cls, d))
+
+    @property
+    def written_at(self) -> str:
+        raise NotImplementedError
+
+    def matches(self, current: SourceIdentity) -> bool:
+        """Does this marker describe the current version of the source? A marker without an
+        identity (older vidtrack) matches unless the source was modified after it was written."""
+        if self.source is not None:
+            return self.source.same_as(current)
+        return bool(self.written_at) and current.modified <= self.written_at
+
+
+@dataclass(frozen=True)
+class DoneMarker(_Marker):
+    """`_done/<id>.json`, written last: the video's outputs are complete for this source version."""
+
+    params_id: str = ""
+    run_id: str = ""
+    attempt: int = 0
+    frames: int = 0
+    frames_declared: int = 0
+    rows: int = 0
+    tracks_sha256: str = ""
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    tracks_per_class: dict[str, int] = field(default_factory=dict)
+    tracker_frames: dict[str, int] = field(default_factory=dict)  # resolved from seconds and fps
+    refine: dict[str, int] = field(default_factory=dict)  # what refinement changed
+    finished_at: str = ""
+
+    @property
+    def written_at(self) -> str:
+        return self.finished_at
+
+
+@dataclass(frozen=True)
+class FailedMarker(_Marker):
+    """`_failed/<id>.json`: the video failed for its own reasons; skipped until it changes."""
+
+    error_class: str = ""
+    error_message: str = ""
+    run_id: str = ""
+    attempt: int = 0
+    at: str = ""
+
+    @property
+    def written_at(self) -> str:
+        return self.at
+
+
+M = TypeVar("M", DoneMarker, FailedMarker)
+
+
+def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
+    """video_id -> its `_done` marker (the source version it describes)."""
+    return _markers(layout, "_done", DoneMarker)
+
+
+def failed_markers(layout: DatasetLayout) -> dict[str, FailedMarker]:
+    """video_id -> the failure marker (source identity, error) of earlier runs."""
+    return _markers(layout, "_failed", FailedMarker)
+
+
+def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
+    prefix = layout.key(folder) + "/"
+    keys = [o.key for o in layout.storage.list(prefix) if o.key.endswith(".json")]
+    with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
+        blobs = list(pool.map(layout.storage.read_bytes, keys))
+    out = {}
+    for key, blob in zip(keys, blobs, strict=True):
+        try:
+            out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
+        except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
+            log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
+    return out
+
+
+def read_done_marker(storage: Storage, key: str, current: SourceIdentity) -> DoneMarker | None:
+    """The `_done`-style marker at `key` if it describes this version of the source; None when it
+    is absent, unreadable or about another version."""
+    try:
+        marker = DoneMarker.from_bytes(storage.read_bytes(key))
+    except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not done
+        return None
+    return marker if marker.matches(current) else None
+
+
+def write_failed_marker(layout: DatasetLayout, row: Attempt, source: SourceIdentity) -> None:
+    """`_failed/<id>.json` for a video that failed for its own reasons (`row` says why). Without
+    its marker the failure would not stick: when it cannot be written, the row becomes
+    retryable (stage publish) and says so."""
+    marker = FailedMarker(row.video_id, row.source_key, source, error_class=row.error_class,
+                          error_message=row.error_message, attempt=row.attempt, at=now_iso())
+    try:
+        layout.storage.put_bytes(layout.failed(row.video_id), marker.to_bytes())
+    except Exception as e:
+        row.status, row.error_stage = Status.RETRYABLE, "publish"
+        row.error_message = f"{row.error_message} (and its failure marker could not be written: {e})"[:2000]
