@@ -78,3 +78,16 @@ def test_params_id_identity() -> None:
         load_config(None, ["detector.model=/local/m.pt"]).params_id("a" * 64)
     assert load_config(None, ["detector.batch_size=2", "detector.device='cpu'",
                               "embedder.batch_size=8"]).params_id("a" * 64) == base.params_id("a" * 64)
+
+
+def test_int8_identities_name_the_quantisation_recipe() -> None:
+    """A new int8 recipe gives other results, so datasets made with it get other ids; fp32's ids
+    (precision at its default) do not change with it."""
+    from tracking.config import INT8_RECIPE, DetectorConfig, EmbedderConfig, PipelineConfig
+
+    fp32 = PipelineConfig()
+    int8 = PipelineConfig(detector=DetectorConfig(precision="int8"), embedder=EmbedderConfig(precision="int8"))
+    assert "precision" not in fp32.canonical()["detector"]
+    assert int8.canonical()["detector"]["precision"] == int8.canonical()["embedder"]["precision"] == \
+        f"int8-r{INT8_RECIPE}"
+    assert int8.params_id("m" * 64) != fp32.params_id("m" * 64)

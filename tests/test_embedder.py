@@ -63,6 +63,48 @@ def test_int8_is_a_lossy_copy_of_fp32() -> None:
     assert not np.allclose(fp32, int8, atol=1e-3)  # it is really another model
 
 
+# int8 features and detections of the same inputs, saved to argv[1]; run in a fresh interpreter
+# so that ONEDNN_MAX_CPU_ISA (read once, when OpenVINO's CPU plugin loads) takes effect
+_INT8_OUTPUTS = """
+import sys
+import cv2
+import numpy as np
+from tests.conftest import MODEL, TUD, read_images
+from tracking.config import DetectorConfig, EmbedderConfig
+from tracking.detections import Detections
+from tracking.detector import Detector
+from tracking.embedder import AppearanceEmbedder
+frame = cv2.imread(str(TUD / "img1" / "000010.jpg"))
+boxes = np.array([[10.7, 20.2, 80.9, 200.5], [300, 100, 360, 330], [600, 50, 700, 300]])
+emb = AppearanceEmbedder(EmbedderConfig(crop_size=(128, 64), precision="int8"))
+feats = emb([frame], [Detections.from_arrays(boxes, np.ones(3), np.zeros(3))])[0]
+det = Detector(DetectorConfig(model=str(MODEL), classes=("person",), batch_size=2, precision="int8"))
+dets = det(read_images(TUD / "img1", 2))
+np.savez(sys.argv[1], feats=feats, boxes=np.concatenate([np.c_[d.xyxy, d.confidence] for d in dets]))
+"""
+
+
+def test_int8_is_the_same_on_cpus_without_vnni(tmp_path: Path) -> None:
+    """int8 gives the same numbers on every x86-64 CPU. Without VNNI (AVX2 only, AVX-512 before
+    Cascade Lake) OpenVINO multiplies u8 x s8 pairs into saturating int16 sums; with oneDNN capped
+    at AVX2 (`ONEDNN_MAX_CPU_ISA`, which makes any CPU take that path) the 8-bit recipe gave other
+    features (cosine to fp32 0.49-0.73 against 0.81-0.90) and other detections. 7-bit weights
+    cannot saturate: capped and uncapped agree (on an AVX2-only CPU both runs take the same path)."""
+    out = {}
+    for isa in ("", "AVX2"):
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+        if isa:
+            env["ONEDNN_MAX_CPU_ISA"] = isa
+        path = tmp_path / f"int8-{isa or 'native'}.npz"
+        r = subprocess.run([sys.executable, "-c", _INT8_OUTPUTS, str(path)], cwd=REPO, env=env,
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[isa] = np.load(path)
+    for key in ("feats", "boxes"):
+        assert out[""][key].shape == out["AVX2"][key].shape, key
+        np.testing.assert_allclose(out["AVX2"][key], out[""][key], rtol=1e-4, atol=1e-4, err_msg=key)
+
+
 def test_int8_refused_on_torch() -> None:
     with pytest.raises(ValueError, match=r"embedder\.precision='int8'"):
         AppearanceEmbedder(EmbedderConfig(backend="torch", precision="int8"))

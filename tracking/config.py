@@ -17,6 +17,10 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")  # int8: statically quantised copy, CPU backends only (see tracking/inference.py)
+# The int8 quantisation recipe (tracking/inference.py:quantize_int8). Part of cache names and, for
+# precision = "int8", of params_id and detections_id: a new recipe gives other results, so new ids.
+# 3: 7-bit weights, the same on every x86-64 CPU (2 and before: 8-bit, saturated without VNNI).
+INT8_RECIPE = 3
 
 
 # How a parameter counts in identities (`canonical`), as dataclass field metadata:
@@ -226,6 +230,8 @@ class PipelineConfig:
                 kind = f.metadata.get("identity")
                 if kind == "execution" or (kind == "added" and d[name][f.name] == f.default):
                     d[name].pop(f.name)
+            if d[name].get("precision") == "int8":
+                d[name]["precision"] = f"int8-r{INT8_RECIPE}"
         return d
 
     def detections_id(self, model_sha256: str, embedder_sha256: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tracking.config import EmbedderConfig
+from tracking.config import INT8_RECIPE, EmbedderConfig
 from tracking.detections import Detections
 from tracking.inference import (
     ImageInput,
@@ -81,7 +81,7 @@ class AppearanceEmbedder:
         fp32 = cached_file(f"mobilenetv2-{key}-v{EXPORT_VERSION}/{ch}x{cw}-fp32.onnx", lambda dst: _export(dst, ch, cw))
         if self.cfg.precision == "fp32":
             return fp32
-        return cached_file(f"mobilenetv2-{key}-v{EXPORT_VERSION}/{ch}x{cw}-int8.onnx",
+        return cached_file(f"mobilenetv2-{key}-v{EXPORT_VERSION}/{ch}x{cw}-int8-r{INT8_RECIPE}.onnx",
                            lambda dst: quantize_int8(fp32, dst, "crops", self._calibration()))
 
     def _torch(self) -> Callable[[np.ndarray], np.ndarray]:

@@ -4,10 +4,14 @@ counts, OpenVINO / ONNX Runtime sessions and int8 post-training quantisation.
 Nothing here imports torch or ultralytics: with a warm cache, a process runs both models from
 their ONNX files without loading either (that is most of `vidtrack track`'s start-up).
 
-- Precision is explicit. OpenVINO is always compiled with `INFERENCE_PRECISION_HINT=f32`, so a
-  model gives the same output on a CPU with bf16 as on one without (OpenVINO's own default is
-  bf16 where the CPU has it, which would make a dataset depend on the node that made it). Speed
-  comes from int8 (`precision = "int8"`), which every x86 CPU runs and VNNI/AMX accelerate.
+- Precision is explicit, and gives the same result on every x86-64 CPU. OpenVINO is always
+  compiled with `INFERENCE_PRECISION_HINT=f32`, so a model gives the same output on a CPU with
+  bf16 as on one without (OpenVINO's own default is bf16 where the CPU has it, which would make a
+  dataset depend on the node that made it). int8 (`precision = "int8"`) quantises weights to 7
+  bits (`reduce_range`): CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) multiply u8 x s8
+  pairs into saturating int16 sums (VPMADDUBSW), which 8-bit weights overflow and 7-bit weights
+  cannot, so VNNI and non-VNNI CPUs compute the same integers (tests/test_embedder.py checks it
+  with oneDNN capped at AVX2).
 - Threads follow the process's CPU share: what the actor set with `set_inference_threads` (from
   `--cpus-per-actor`), else `OMP_NUM_THREADS` (Ray sets it to an actor's `num_cpus`), else the
   CPUs this process may run on. OpenVINO pins its threads to cores only in a process that uses
@@ -32,7 +36,6 @@ import numpy as np
 log = logging.getLogger("vidtrack." + __name__)
 
 CPU_BACKENDS = ("openvino", "onnxruntime")
-PRECISIONS = ("fp32", "int8")
 RunFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -192,8 +195,10 @@ def _onnxruntime(onnx_path: Path, threads: int) -> RunFn:
 def quantize_int8(src: Path, dst: Path, input_name: str, samples: Iterator[np.ndarray],
                   exclude: tuple[str, ...] = ()) -> None:
     """Static post-training int8 quantisation (ONNX Runtime's tool, offline): weights per
-    channel, activations calibrated on `samples`; convolutions only, minus `exclude` (node
-    names). The result is a QDQ ONNX model that OpenVINO and ONNX Runtime run in int8."""
+    channel in 7 bits (`reduce_range`: no int16 saturation on CPUs without VNNI, see the module
+    docstring), activations calibrated on `samples`; convolutions only, minus `exclude` (node
+    names). The result is a QDQ ONNX model that OpenVINO and ONNX Runtime run in int8. Its
+    recipe is `tracking.config.INT8_RECIPE`, part of cache names and of identities."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class _Reader(CalibrationDataReader):
@@ -208,7 +213,8 @@ def quantize_int8(src: Path, dst: Path, input_name: str, samples: Iterator[np.nd
         with tempfile.TemporaryDirectory(prefix="vidtrack-quant-") as tmp:
             shutil.copyfile(src, Path(tmp) / "model.onnx")
             quantize_static(str(Path(tmp) / "model.onnx"), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
                             op_types_to_quantize=["Conv"], nodes_to_exclude=list(exclude))
     finally:
         root.removeFilter(advice)

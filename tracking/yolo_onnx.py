@@ -26,13 +26,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracking.config import INT8_RECIPE
 from tracking.detections import Detections
 from tracking.inference import cached_file, calibration_images, cpu_session, import_ultralytics, quantize_int8
 
 log = logging.getLogger("vidtrack." + __name__)
 
 EXPORT_VERSION = 1  # bump when the export changes: cache names change with it
-INT8_RECIPE = 2  # bump when the quantisation recipe changes
 STRIDE = 32
 MAX_DET = 300
 _MAX_WH = 7680.0  # class offset for per-class NMS, as ultralytics
