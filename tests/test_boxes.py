@@ -11,7 +11,7 @@ from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
 from tracking.detections import Detections
 from tracking.mot import MotSequence, tracks_to_mot
 from tracking.records import TrackTableWriter
-from tracking.refine import DETECTED, TrackRows
+from tracking.tracks import DETECTED, TrackRows
 
 
 def test_known_values_both_ways() -> None:

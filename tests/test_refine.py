@@ -17,9 +17,9 @@ from tests.conftest import MODEL, SHARED, need_shared, write_video
 from tracking.config import ConfigError, RefineConfig, TrackerConfig
 from tracking.detections import Detections
 from tracking.pipeline import VideoOutputs, process_video
-from tracking.refine import DETECTED, INTERPOLATED, PREDICTED, TrackLog, online_rows, refine
+from tracking.refine import online_rows, refine
 from tracking.tracker import VideoTracker
-from tracking.tracks import TrackState
+from tracking.tracks import DETECTED, INTERPOLATED, PREDICTED, TrackLog, TrackState
 from tracking.video import Frame
 
 FPS = 25.0

@@ -42,9 +42,9 @@ from tracking.detector import Detector
 from tracking.detstore import DetectionsCacheError, DetectionsWriter, Stamp, as_float16, read_batches, read_header
 from tracking.embedder import AppearanceEmbedder
 from tracking.records import TrackTableWriter
-from tracking.refine import DETECTED, RefineStats, TrackLog, TrackRows, online_rows, refine
+from tracking.refine import RefineStats, online_rows, refine
 from tracking.tracker import VideoTracker
-from tracking.tracks import TrackState
+from tracking.tracks import DETECTED, TrackLog, TrackRows, TrackState
 from tracking.video import Frame, VideoInfo, VideoReader, VideoSink, fps_from_timestamps
 
 log = logging.getLogger("vidtrack." + __name__)
@@ -257,9 +257,10 @@ def retrack_video(detections: str | os.PathLike[str], outputs: VideoOutputs, cfg
         for stamps, dets, embeds in read_batches(detections, header):
             tracking.process(stamps, dets, embeds)
             if on_frames:
-                on_frames(tracking.frames)
-        if tracking.frames != header.frames or tracking.frames == 0:
-            raise DetectionsCacheError(f"{os.fspath(detections)}: {tracking.frames} of {header.frames} frames read")
+                on_frames(tracking.frames_tracked)
+        if tracking.frames_tracked != header.frames or tracking.frames_tracked == 0:
+            raise DetectionsCacheError(
+                f"{os.fspath(detections)}: {tracking.frames_tracked} of {header.frames} frames read")
         if source is None:
             outputs = dataclasses.replace(outputs, video=None)
         _make_folders(outputs)
@@ -310,14 +311,14 @@ def _summarize(source: str | os.PathLike[str], outputs: VideoOutputs, outs: _Out
                tracking: _TrackStage, done: _Written, names: dict[int, str], video_id: str, params_id: str,
                timer: _Timer, wall0: float) -> VideoSummary:
     """The summary, written once the outputs are published (a failed write withdraws them)."""
-    summary = _summary(video_id, source, params_id, info, tracking.frames, done.rows, done.final, names, timer,
-                       wall0, {"tracks": os.fspath(outputs.tracks),
+    summary = _summary(video_id, source, params_id, info, tracking.frames_tracked, done.rows, done.final, names,
+                       timer, wall0, {"tracks": os.fspath(outputs.tracks),
                                "video": os.fspath(done.video) if done.video else None})
     summary.tracker_frames, summary.refine = tracking.tracker_frames, asdict(done.stats)
     if outputs.summary is not None:
         with outs.withdrawn_on_error():
             write_json_atomic(outputs.summary, summary.to_dict())
-    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, tracking.frames, done.rows,
+    log.info("%s: %d frames, %d rows, %.1f frames/s, stages %s", video_id, tracking.frames_tracked, done.rows,
              summary.frames_per_second, summary.stage_seconds)
     return summary
 
@@ -342,8 +343,8 @@ def _track(source: str | os.PathLike[str], cfg: PipelineConfig, models: Models, 
             if record:
                 record.add(batch, dets, embeds, tracking, info)
             if on_frames:
-                on_frames(tracking.frames)
-    if tracking.frames == 0:
+                on_frames(tracking.frames_tracked)
+    if tracking.frames_tracked == 0:
         raise RuntimeError(f"{source}: no frames processed")
     return info, tracking
 
@@ -372,7 +373,7 @@ def _render(source: str | os.PathLike[str], path: Path, info: VideoInfo, trackin
     t = time.perf_counter()
     sink = outs.open(VideoSink(path, info.width, info.height, tracking.fps or FALLBACK_FPS,
                                cfg.output.video_crf, cfg.output.video_preset), "encode")
-    bounds = np.searchsorted(final.frame, np.arange(tracking.frames + 1))
+    bounds = np.searchsorted(final.frame, np.arange(tracking.frames_tracked + 1))
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
         frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
@@ -380,7 +381,7 @@ def _render(source: str | os.PathLike[str], path: Path, info: VideoInfo, trackin
         decoder = stack.enter_context(_running(
             _Worker("vidtrack-render-decode", _batches(reader, cfg.detector.batch_size, _Timer(), stop, frames_q)),
             stop))
-        for batch in _first_frames(_drain(frames_q, decoder), tracking.frames):
+        for batch in _first_frames(_drain(frames_q, decoder), tracking.frames_tracked):
             for frame in batch:
                 states = _states(final, int(bounds[frame.index]), int(bounds[frame.index + 1]))
                 sink.write(draw_tracks(frame.bgr, states, names))
@@ -525,11 +526,11 @@ class _TrackStage:
         self.cfg, self.info, self.timer = cfg, info, timer
         self.tracker: VideoTracker | None = None
         self.log = TrackLog(cfg.output.row_group_frames)
-        self.fps, self.frames = 0.0, 0
+        self.fps, self.frames_tracked = 0.0, 0
 
     @property
     def tracker_frames(self) -> dict[str, int]:
-        return dict(self.tracker.frames) if self.tracker is not None else {}
+        return dict(self.tracker.frame_counts) if self.tracker is not None else {}
 
     def process(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[Any]) -> None:
         t = time.perf_counter()
@@ -538,7 +539,7 @@ class _TrackStage:
             self.tracker = VideoTracker(self.cfg.tracker, self.fps)
         for frame, d, e in zip(batch, dets, embeds, strict=True):
             self.log.add_frame(frame.index, frame.timestamp_s, self.tracker.update(d, e), e)
-        self.frames += len(batch)
+        self.frames_tracked += len(batch)
         self.timer.add("track", t)
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracking.atomic import AtomicOutput
-from tracking.refine import BOX_SOURCES, DETECTED, TrackRows
+from tracking.tracks import BOX_SOURCES, DETECTED, TrackRows
 
 TRACK_SCHEMA = pa.schema([
     pa.field("video_id", pa.string(), nullable=False),

@@ -13,7 +13,7 @@ import numpy as np
 from deep_sort_realtime.deep_sort.detection import Detection
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
-from tracking.boxes import xyxy_to_ltwh
+from tracking.boxes import box_iou, xyxy_to_ltwh
 from tracking.config import TrackerConfig
 from tracking.detections import Detections
 from tracking.tracks import TrackState
@@ -21,14 +21,14 @@ from tracking.tracks import TrackState
 
 class VideoTracker:
     def __init__(self, cfg: TrackerConfig, fps: float = 0.0) -> None:
-        self.frames = cfg.resolve(fps)
+        self.frame_counts = cfg.resolve(fps)  # max_age, n_init, nn_budget in frames
         self.high_conf, self.low_iou = cfg.high_conf, cfg.low_match_iou
         self._ds = DeepSort(
-            max_age=self.frames["max_age"],
-            n_init=self.frames["n_init"],
+            max_age=self.frame_counts["max_age"],
+            n_init=self.frame_counts["n_init"],
             max_cosine_distance=cfg.max_cosine_distance,
             max_iou_distance=cfg.max_iou_distance,
-            nn_budget=self.frames["nn_budget"],
+            nn_budget=self.frame_counts["nn_budget"],
             embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
         )
 
@@ -78,13 +78,3 @@ class VideoTracker:
                                                    class_name=int(dets.class_id[i]), others=i))
             t.features.pop()
             iou[ti, :], iou[:, di] = -1.0, -1.0
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, 4) x (m, 4) xyxy boxes -> (n, m) intersection over union."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
