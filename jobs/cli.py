@@ -1,24 +1,21 @@
-"""`vidtrack` command line: track one video, evaluate on MOTChallenge, run the archive job, benchmark."""
+"""`vidtrack` command line: track one video, evaluate on MOTChallenge (jobs/eval/), run the archive job
+(jobs/run/), write a dataset's report (jobs/report/)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from jobs.exits import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from jobs.plan import DEFAULT_INCLUDE
 
 log = logging.getLogger("vidtrack.jobs.cli")
-
-# Exit codes (README "Operating it nightly"); jobs/run.py decides which one a run earns.
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -105,24 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     _add_config_args(p)
 
+    from jobs.eval.command import add_eval_args
+
     p = sub.add_parser("eval", help="score the tracker on MOTChallenge sequences with TrackEval")
-    p.add_argument("sequences", type=Path, nargs="+", help="sequence folders (img1/ or a video, gt/, seqinfo.ini)")
-    p.add_argument("--detections", choices=("detector", "public"), default="detector",
-                   help="'public' uses each sequence's det/det.txt instead of the detector")
-    p.add_argument("--all-boxes", action="store_true",
-                   help="also score predicted (unmatched) boxes; default scores boxes matched in their frame")
-    p.add_argument("--out", type=Path, help="keep outputs here (default: a temporary folder)")
-    p.add_argument("--sweep", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
-                   help="score every combination of these tracker/refine/output values, detecting once "
-                        "(repeatable; e.g. --sweep tracker.max_age_s=0.5,1,2)")
-    p.add_argument("--sweep-out", type=Path, help="also write the sweep's table here (.csv or .parquet)")
+    add_eval_args(p)
     _add_config_args(p)
 
     add_run_args(sub.add_parser("run", help="run the Ray job over an archive (S3 prefix or local folder)"))
 
-    from jobs.report import add_report_args
+    from jobs.report.command import add_report_args
 
     add_report_args(sub.add_parser("report", help="write a dataset's report.html (one self-contained page)"))
+    from jobs.count.cli import add_count_args
+
+    add_count_args(sub.add_parser("count", help="count line crossings and zone visits from a dataset's tracks"))
     return parser
 
 
@@ -142,53 +135,9 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from jobs.config import load_config
-    from tracking.mot import MotSequence, evaluate_many, tracks_to_mot
-    from tracking.pipeline import Models, VideoOutputs, process_video
+    from jobs.eval.command import main as eval_main
 
-    cfg = load_config(args.config, args.overrides)
-    if not cfg.detector.classes:  # MOTChallenge scores pedestrians
-        cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, classes=("person",)))
-    sequences = [MotSequence.open(s) for s in args.sequences]
-    if args.sweep:
-        from jobs.sweep import parse_sweeps
-
-        parse_sweeps(args.sweep)  # a bad sweep fails before the models load
-    models = Models.load(cfg)
-    params_id = cfg.params_id(models.detector.model_sha256)
-    if args.sweep:
-        return _eval_sweep(args, cfg, sequences, models, params_id)
-    with tempfile.TemporaryDirectory(prefix="vidtrack-eval-") as tmp:
-        out = args.out or Path(tmp)
-        online, refined = {}, {}
-        for seq in sequences:
-            detect = seq.public_detect_fn() if args.detections == "public" else None
-            online_tracks = out / f"{seq.name}.online.tracks.parquet"
-            outputs = dataclasses.replace(VideoOutputs.in_dir(out, seq.name, annotated=cfg.output.annotated_video),
-                                          online_tracks=online_tracks)
-            s = process_video(seq.source, outputs, cfg, models, video_id=seq.name, params_id=params_id,
-                              detect=detect)
-            refined[seq.name], online[seq.name] = out / f"{seq.name}.mot.txt", out / f"{seq.name}.online.mot.txt"
-            tracks_to_mot(outputs.tracks, refined[seq.name], matched_only=not args.all_boxes)
-            tracks_to_mot(online_tracks, online[seq.name], matched_only=not args.all_boxes)
-            log.info("%s: %d frames in %.1f s, stages %s, tracker %s, refine %s", seq.name, s.frames,
-                     s.wall_seconds, s.stage_seconds, s.tracker_frames, s.refine)
-        scores = evaluate_many({"online": online, "refined": refined}, sequences)
-        before, after = scores["online"], scores["refined"]
-    print(f"{'':<24} {'online tracker (before refinement)':<52} | refined (published records)")
-    for name, sc in after.items():
-        print(f"{name:<24} {before[name].short():<52} | {sc.short()}")
-    return EXIT_OK
-
-
-def _eval_sweep(args: argparse.Namespace, cfg: Any, sequences: list[Any], models: Any, params_id: str) -> int:
-    from jobs.sweep import print_table, run_sweep, write_table
-
-    rows = run_sweep(args, cfg, sequences, models, params_id)
-    print_table(rows)
-    if args.sweep_out:
-        write_table(rows, args.sweep_out)
-    return EXIT_OK
+    return eval_main(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -224,7 +173,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from jobs.report import main as report_main
+    from jobs.report.command import main as report_main
 
     return report_main(args)
 
@@ -232,13 +181,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    from jobs.run import StartError, UsageError
+    from jobs.exits import StartError, UsageError
     from jobs.storage import StorageError
     from tracking.config import ConfigError
     from tracking.modelref import ModelError
     from tracking.video import VideoError
 
-    commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run, "report": cmd_report}
+    from jobs.count.cli import main as cmd_count
+
+    commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run, "report": cmd_report, "count": cmd_count}
     try:
         return commands[args.command](args)
     except (ConfigError, ModelError, VideoError, FileNotFoundError, UsageError, StorageError) as e:

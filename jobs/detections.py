@@ -1,7 +1,15 @@
-"""The detections stage in the output: `<output>/_detections/<detections_id>/<video_id>.parquet`
-(tracking/detstore.py) with a `_done` marker carrying the source's identity. A run whose
-detector and embedder settings match (the same `detections_id`) re-tracks a video from it
-instead of decoding it and running the models, as long as the source object is unchanged."""
+"""The detections stage in the jobs layer: `<output>/_detections/<detections_id>/<video_id>.parquet`
+(the file itself is tracking/detstore.py's) with a `_done` marker carrying the source's identity.
+It sits beside the tracks datasets, shared by every one made from the same detections. A run
+whose detector and embedder settings match (the same `detections_id`) re-tracks a video from
+it instead of decoding it and running the models, as long as the source object is unchanged:
+
+- where it lives: `detections_key`, `detections_done_key`;
+- which videos have it: `DetectionsStage.cached` (the driver starts CPU-only actors that never
+  build a model when every video does: `all_cached`);
+- reading and writing one video's: `DetectionsStage.fetch`, `publish` (the worker,
+  jobs/worker/attempt.py, which also falls back to full processing when a file is unusable).
+"""
 
 from __future__ import annotations
 
@@ -11,23 +19,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.manifest import now_iso
-from jobs.dataset.markers import DoneMarker, read_done_marker
+from jobs.dataset.markers import DetectionsMarker, read_marker
 from jobs.plan import VideoTask
 from jobs.storage import UNKNOWN_SIZE, ObjectInfo, Storage
 
-log = logging.getLogger("vidtrack.jobs.detcache")
+log = logging.getLogger("vidtrack." + __name__)
+
+FOLDER = "_detections"
+
+
+def detections_key(detections_id: str, video_id: str) -> str:
+    return "/".join((FOLDER, detections_id, f"{video_id}.parquet"))
+
+
+def detections_done_key(detections_id: str, video_id: str) -> str:
+    return "/".join((FOLDER, detections_id, "_done", f"{video_id}.json"))
 
 
 @dataclass(frozen=True)
-class DetectionsCache:
+class DetectionsStage:
     storage: Storage
     detections_id: str
 
-    def _marker(self, task: VideoTask) -> DoneMarker | None:
-        key = DatasetLayout.detections_done(self.detections_id, task.video_id)
-        return read_done_marker(self.storage, key, task.identity)
+    def _marker(self, task: VideoTask) -> DetectionsMarker | None:
+        key = detections_done_key(self.detections_id, task.video_id)
+        return read_marker(DetectionsMarker, self.storage, key, task.identity)
 
     def has(self, task: VideoTask) -> bool:
         return self._marker(task) is not None
@@ -38,18 +55,25 @@ class DetectionsCache:
             hits = list(pool.map(self.has, tasks))
         return {t.video_id for t, hit in zip(tasks, hits, strict=True) if hit}
 
+    def all_cached(self, tasks: list[VideoTask]) -> bool:
+        """Can every video be re-tracked without decoding or a model?"""
+        cached = self.cached(tasks)
+        log.info("%d of %d videos to process have reusable detections (%s): they are re-tracked without "
+                 "decoding or a model", len(cached), len(tasks), self.detections_id)
+        return len(cached) == len(tasks)
+
     def fetch(self, task: VideoTask, dest: Path) -> bool:
         """Download the video's detections if they describe this version of its source."""
         marker = self._marker(task)
         if marker is None:
             return False
-        key = DatasetLayout.detections(self.detections_id, task.video_id)
+        key = detections_key(self.detections_id, task.video_id)
         self.storage.download(ObjectInfo(key, UNKNOWN_SIZE, datetime.fromtimestamp(0, UTC)), dest)
         return True
 
     def publish(self, task: VideoTask, path: Path, frames: int) -> None:
         """The detections file, then its marker (written last: its presence means complete)."""
-        self.storage.upload(path, DatasetLayout.detections(self.detections_id, task.video_id))
-        marker = DoneMarker(task.video_id, task.name, task.identity, params_id=self.detections_id, frames=frames,
-                            finished_at=now_iso())
-        self.storage.put_bytes(DatasetLayout.detections_done(self.detections_id, task.video_id), marker.to_bytes())
+        self.storage.upload(path, detections_key(self.detections_id, task.video_id))
+        marker = DetectionsMarker(task.video_id, task.name, task.identity, detections_id=self.detections_id,
+                                  frames=frames, finished_at=now_iso())
+        self.storage.put_bytes(detections_done_key(self.detections_id, task.video_id), marker.to_bytes())

@@ -52,7 +52,7 @@ def test_help_and_the_driver_import_no_torch() -> None:
     code = ("import sys\nfrom jobs.cli import main\n"
             "for argv in (['--help'], ['run', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "import jobs.run, jobs.pool, jobs.worker, jobs.dataset.manifest, jobs.modelref\n"
+            "import jobs.run, jobs.run.pool, jobs.worker.actor, jobs.dataset.manifest, jobs.modelref\n"
             "print('HEAVY', sorted(m for m in ('torch', 'ultralytics', 'deep_sort_realtime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import load_config
-from jobs.dataset.layout import DatasetLayout
+from jobs.detections import detections_key
+from jobs.exits import UsageError
 from jobs.plan import video_id_for
-from jobs.run import JobSpec, RunResult, UsageError, run_job
+from jobs.run import JobSpec, RunResult, run_job
 from tests.conftest import JOB_OVERRIDES, MODEL, VIDEOS, make_archive_clips, need_shared, write_video
 
 TRACKER_CHANGE = ("tracker.max_age_s=1.0", "refine.min_track_s=1.0")
@@ -68,7 +69,7 @@ def test_changed_source_or_damaged_cache_is_processed_in_full(ray_local: None, a
     det_id = next((out / "_detections").iterdir()).name
     # clip00 is replaced (another recording under the same name); clip01's cached file is cut short
     write_video(archive / "clip00.mp4", [f for f in _frames(9)], fps=25)
-    cache = out / DatasetLayout.detections(det_id, video_id_for("clip01.mp4"))
+    cache = out / detections_key(det_id, video_id_for("clip01.mp4"))
     cache.write_bytes(cache.read_bytes()[:200])
     again = run_job(_spec(archive, out, *TRACKER_CHANGE))
     assert _how(again) == {"clip00.mp4": "detected", "clip01.mp4": "fallback"} and again.ok == 2

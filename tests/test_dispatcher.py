@@ -1,4 +1,4 @@
-"""The driver's retry policy (`jobs.run.Dispatcher`) against a fake pool and a fake clock:
+"""The driver's retry policy (`jobs.run.dispatch.Dispatcher`) against a fake pool and a fake clock:
 no Ray, no models, milliseconds. The real pool is exercised by the job tests."""
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import pytest
 from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.manifest import Attempt, ManifestJournal, Status
 from jobs.dataset.markers import FailedMarker
+from jobs.exits import StartError
 from jobs.plan import VideoTask, video_id_for
-from jobs.pool import Died, Event, Finished, Started
-from jobs.run import Dispatcher, JobSpec, RunResult, StartError
+from jobs.run import JobSpec, RunResult
+from jobs.run.dispatch import Dispatcher
+from jobs.run.pool import Died, Event, Finished, Started
 from jobs.storage import LocalStorage, ObjectInfo
-from jobs.worker import ActorInfo
+from jobs.worker.actor import ActorInfo
 from tracking.config import PipelineConfig
 
 

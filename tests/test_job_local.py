@@ -14,8 +14,8 @@ import pytest
 from jobs.cli import EXIT_USAGE, main
 from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.markers import DoneMarker, SourceIdentity
+from jobs.exits import EXIT_SOME_FAILED
 from jobs.plan import DEFAULT_INCLUDE, local_name_for, plan_run, video_id_for
-from jobs.run import EXIT_SOME_FAILED
 from jobs.storage import LocalStorage, StorageError, check_key, matches
 from tests.conftest import JOB_OVERRIDES, MODEL, make_archive_clips
 

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.config import load_config
-from jobs.run import EXIT_SOME_FAILED, JobSpec, RunResult, run_job
+from jobs.exits import EXIT_SOME_FAILED
+from jobs.run import JobSpec, RunResult, run_job
 from jobs.storage import S3Storage
 from tests.conftest import JOB_OVERRIDES, make_archive_clips
 from tests.conftest import S3_CANARY as CANARY

@@ -16,13 +16,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+from jobs.cli import main
 from jobs.config import load_config
 from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.manifest import MANIFEST_SCHEMA, Attempt, Status
 from jobs.dataset.markers import DoneMarker, SourceIdentity
+from jobs.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from jobs.plan import DEFAULT_INCLUDE, plan_run, video_id_for
-from jobs.run import JobSpec, check_resources, run_job
+from jobs.run import JobSpec, run_job
+from jobs.run.session import check_resources
 from jobs.storage import LeaseHeld, LocalStorage, printable
 from tests.conftest import JOB_OVERRIDES, MODEL, REPO, VIDEOS, make_archive_clips, write_video
 from tracking.modelref import file_sha256
@@ -419,7 +421,7 @@ def test_progress_inside_a_video_is_visible_while_it_runs(ray_local: None, tmp_p
     import ray
 
     from jobs.plan import VideoTask
-    from jobs.worker import VideoWorker
+    from jobs.worker.actor import VideoWorker
 
     inp = tmp_path / "in"
     make_archive_clips(inp, 1, 60)

@@ -20,8 +20,8 @@ import pytest
 from bench.report_bench import make_synthetic_dataset
 from jobs.cli import main
 from jobs.report import REPORT_NAME, build_report, write_report
-from jobs.report_data import MAX_TABLE_ROWS
-from jobs.report_sheet import THUMB_HEIGHT
+from jobs.report.data import MAX_TABLE_ROWS
+from jobs.report.sheet import THUMB_HEIGHT
 from jobs.storage import LocalStorage
 from tests.chromium_cdp import Chromium, chromium_path
 from tests.conftest import JOB_OVERRIDES, S3_CANARY, make_archive_clips

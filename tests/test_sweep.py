@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import main
-from jobs.sweep import combinations, parse_sweeps
+from jobs.eval.sweep import combinations, parse_sweeps
 from tests.conftest import MODEL, TUD, need_shared
 from tracking.config import ConfigError
 

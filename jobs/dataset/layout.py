@@ -9,6 +9,8 @@
                                                      skipped until the source object changes
     <params_id>/_journal/run_id=<run>/<n>.json       attempt records of a run still going (or killed)
     <params_id>/_lease/<id>.json                     a run is processing this video right now
+
+Beside the datasets, `_detections/<detections_id>/` holds the detections stage (jobs/detections.py).
 """
 
 from __future__ import annotations
@@ -58,16 +60,6 @@ class DatasetLayout:
 
     def journal(self, run_id: str, seq: int) -> str:
         return self.journal_prefix(run_id) + f"{seq:07d}.json"
-
-    # The detections stage is shared by every tracks dataset made from the same detections, so it
-    # lives beside them: <output>/_detections/<detections_id>/
-    @staticmethod
-    def detections(detections_id: str, video_id: str) -> str:
-        return "/".join(("_detections", detections_id, f"{video_id}.parquet"))
-
-    @staticmethod
-    def detections_done(detections_id: str, video_id: str) -> str:
-        return "/".join(("_detections", detections_id, "_done", f"{video_id}.json"))
 
     def write_config(self, data: dict[str, Any]) -> None:
         """config.json is written once per params_id; a rerun leaves it untouched."""

@@ -110,7 +110,22 @@ class FailedMarker(_Marker):
         return self.at
 
 
-M = TypeVar("M", DoneMarker, FailedMarker)
+@dataclass(frozen=True)
+class DetectionsMarker(_Marker):
+    """`_detections/<detections_id>/_done/<id>.json`, written last: the video's detections file
+    (jobs/detections.py) is complete for this source version. (vidtrack 0.2 wrote a DoneMarker
+    here with the detections_id in its `params_id`; those still read, as markers of their source.)"""
+
+    detections_id: str = ""
+    frames: int = 0
+    finished_at: str = ""
+
+    @property
+    def written_at(self) -> str:
+        return self.finished_at
+
+
+M = TypeVar("M", DoneMarker, FailedMarker, DetectionsMarker)
 
 
 def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
@@ -137,11 +152,11 @@ def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
     return out
 
 
-def read_done_marker(storage: Storage, key: str, current: SourceIdentity) -> DoneMarker | None:
-    """The `_done`-style marker at `key` if it describes this version of the source; None when it
-    is absent, unreadable or about another version."""
+def read_marker(cls: type[M], storage: Storage, key: str, current: SourceIdentity) -> M | None:
+    """The marker at `key` if it describes this version of the source; None when it is absent,
+    unreadable or about another version."""
     try:
-        marker = DoneMarker.from_bytes(storage.read_bytes(key))
+        marker = cls.from_bytes(storage.read_bytes(key))
     except (FileNotFoundError, StorageError, ValueError, TypeError):  # absent or unreadable: not done
         return None
     return marker if marker.matches(current) else None

@@ -17,7 +17,7 @@ from typing import Any
 from jobs.config import load_config, parse_override
 from tracking.config import ConfigError, PipelineConfig
 
-log = logging.getLogger("vidtrack.jobs.sweep")
+log = logging.getLogger("vidtrack." + __name__)
 
 # What a sweep may change: parameters applied after detection. Detector and embedder settings
 # change the detections themselves (sweep those with separate `vidtrack eval` runs).

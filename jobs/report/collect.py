@@ -1,30 +1,11 @@
-"""The run report: one self-contained HTML page per dataset, computed from the dataset alone.
-
-    vidtrack report out/<params_id>                 -> out/<params_id>/report.html
-    vidtrack report s3://bucket/tracks/<params_id>  -> s3://bucket/tracks/<params_id>/report.html
-    write_report(storage, params_id)                -> the report's URI (the end of `vidtrack run`)
-
-Sources, all read through DuckDB (track rows never become Python objects; only
-aggregates, capped tables and a few sampled boxes do):
-
-    manifest/run_id=*/part-0.parquet   read_parquet(..., union_by_name=true): columns added by
-                                       later versions are tolerated, unknown statuses shown as they come
-    _done/<id>.json                    complete videos: fps and frame count give the footage duration
-    tracks/video_id=<id>/part-0.parquet  only for complete videos, aggregated to one row per track
-    videos/<id>.mp4                    the contact sheet's crops (PyAV seeks; S3 through a presigned URL)
-    config.json                        parameters, model identity, versions
-
-The page (jobs/report_html.py) has no external reference: styles, the table-sorting script,
-charts (matplotlib SVG, jobs/report_charts.py) and thumbnails (base64 JPEG) are inline.
-Tables are capped at MAX_TABLE_ROWS; the page shows what was left out and the SQL to list it.
-"""
+"""The report's inputs, registered in DuckDB from the dataset alone: `manifest` (every run's
+manifest, unioned by column name), `done` (the `_done` markers), `tracks` (complete videos'
+track files, read in place or through pyarrow) and `trk` (one row per track)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,16 +15,15 @@ import pyarrow as pa
 
 from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.markers import done_markers
-from jobs.report_data import ReportData, ReportError
-from jobs.storage import ObjectInfo, Storage, StorageError, open_storage
-from tracking.atomic import write_bytes_atomic
+from jobs.report.data import ReportData, ReportError
+from jobs.storage import ObjectInfo, Storage
+from tracking.records import TRACK_SCHEMA
 
 if TYPE_CHECKING:
     import duckdb
 
 log = logging.getLogger("vidtrack." + __name__)
 
-REPORT_NAME = "report.html"
 
 # The manifest columns the report relies on (README "Output dataset"); anything else is optional.
 MANIFEST_COLUMNS = {
@@ -59,30 +39,12 @@ DONE_SCHEMA = pa.schema([
 ])
 
 
-def build_report(storage: Storage, params_id: str) -> bytes:
-    """The report page for the dataset `<storage>/<params_id>/`, as UTF-8 HTML bytes."""
-    from jobs.report_html import render_page
-
-    return render_page(collect(storage, params_id)).encode("utf-8")
-
-
-def write_report(storage: Storage, params_id: str) -> str:
-    """Build the report and publish it as `<params_id>/report.html` in one atomic put.
-    Returns the report's URI (a local path or s3://...)."""
-    page = build_report(storage, params_id)
-    key = DatasetLayout(storage, params_id).key(REPORT_NAME)
-    storage.put_bytes(key, page)
-    uri = f"{storage.uri.rstrip('/')}/{key}"
-    log.info("report: %s (%.0f KiB)", uri, len(page) / 1024)
-    return uri
-
-
 def collect(storage: Storage, params_id: str) -> ReportData:
     """Every number the page shows, from the dataset alone."""
     import duckdb
 
-    from jobs import report_queries as q
-    from jobs.report_sheet import contact_sheet
+    from jobs.report import queries as q
+    from jobs.report.sheet import contact_sheet
 
     layout = DatasetLayout(storage, params_id)
     if not storage.exists(layout.config):
@@ -139,11 +101,9 @@ def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> No
     """View `tracks` over the complete videos' track files, and table `trk`: one row per
     track (video_id, track_id, class_name, t0, t1, dwell_s, n, n_matched)."""
     ids = [r[0] for r in con.execute("select video_id from done order by video_id").fetchall()]
-    if not ids:
-        con.execute("create view tracks as select cast(null as varchar) as video_id, cast(null as integer) as "
-                    "track_id, cast(null as varchar) as class_name, cast(null as double) as timestamp_s, "
-                    "cast(null as integer) as frame_index, cast(null as boolean) as matched, "
-                    "0.0::float as x1, 0.0::float as y1, 0.0::float as x2, 0.0::float as y2 where false")
+    if not ids:  # the track table's own columns (tracking/records.py), no rows
+        con.register("tracks_none", TRACK_SCHEMA.empty_table())
+        con.execute("create view tracks as select * from tracks_none")
     elif (folder := layout.storage.local_path(layout.key("tracks"))) is not None:  # read in place
         glob = _sql_str(folder / "*" / "*.parquet")
         con.execute(f"create view tracks as select * from read_parquet({glob}, hive_partitioning=false) "
@@ -170,35 +130,3 @@ def _sql_str(value: object) -> str:
 
 def _sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def split_dataset_uri(uri: str) -> tuple[str, str]:
-    """`out/<params_id>` or `s3://bucket/tracks/<params_id>` -> (storage root, params_id)."""
-    trimmed = uri.rstrip("/")
-    root, _, params_id = trimmed.rpartition("/")
-    if not params_id or not root or root in ("s3:", "s3:/"):
-        raise StorageError(f"dataset {uri!r}: expected <output>/<params_id> (a local folder or s3://bucket/.../<id>)")
-    return (root + "/" if root.startswith("s3://") else root), params_id
-
-
-def add_report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="the dataset folder: <output>/<params_id> (local) or s3://bucket/prefix/<params_id>")
-    p.add_argument("--out", type=Path, help="write the page here instead of <dataset>/report.html")
-    p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
-
-
-def main(args: argparse.Namespace) -> int:
-    root, params_id = split_dataset_uri(args.dataset)
-    storage = open_storage(root, args.s3_endpoint_url)
-    try:
-        if args.out:
-            page = build_report(storage, params_id)
-            write_bytes_atomic(args.out, page)
-            where = str(args.out)
-        else:
-            where = write_report(storage, params_id)
-    except ReportError as e:
-        print(f"vidtrack report: error: {e}", file=sys.stderr)
-        return 2
-    print(f"report: {where}")
-    return 0

@@ -1,7 +1,7 @@
 """What the report's parts share: the shapes of its sections, its constants, and how to reach
-tracks and annotated videos on either storage. jobs/report.py collects, jobs/report_queries.py
-queries, jobs/report_html.py renders, jobs/report_sheet.py cuts the contact sheet; all of them
-import from here and none of them from each other's callers."""
+annotated videos on any storage. collect.py collects, queries.py queries, page.py renders,
+sheet.py cuts the contact sheet; all of them import from here and none of them from each
+other's callers."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.dataset.layout import DatasetLayout
+from jobs.dataset.manifest import Status
 
 SHORT_TRACK_S = 1.0  # a track seen for less than this many seconds is "short" (its share per video: ID churn)
 MAX_TABLE_ROWS = 200  # rows per table on the page; the rest is counted and the SQL to list it shown
 STAGE_ORDER = ("fetch", "decode", "detect", "embed", "track", "write", "encode", "publish")
-STATUS_ORDER = ("ok", "failed", "lost", "skipped")
+STATUS_ORDER = tuple(s.value for s in Status)  # the manifest's statuses, in their documented order
 
 
 class ReportError(RuntimeError):

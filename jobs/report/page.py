@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from jobs import report_charts as charts
-from jobs.report_data import MAX_TABLE_ROWS, SHORT_TRACK_S, ReportData, Section
-from jobs.report_queries import CHART_BARS, DWELL_EDGES_S, FAILURES_PER_CLASS, ordered_statuses
+from jobs.report import charts
+from jobs.report.data import MAX_TABLE_ROWS, SHORT_TRACK_S, ReportData, Section
+from jobs.report.queries import CHART_BARS, DWELL_EDGES_S, FAILURES_PER_CLASS, ordered_statuses
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")

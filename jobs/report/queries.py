@@ -1,4 +1,4 @@
-"""The report's numbers: SQL over the tables jobs/report.py registers in DuckDB
+"""The report's numbers: SQL over the tables jobs/report/collect.py registers in DuckDB
 (`manifest`, `done`, `tracks`, `trk`). Every result is small: aggregated, or capped at
 MAX_TABLE_ROWS rows, or one number per video as a NumPy array (for histograms).
 
@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from jobs.report_data import MAX_TABLE_ROWS, SHORT_TRACK_S, STAGE_ORDER, STATUS_ORDER, Section
+from jobs.report.data import MAX_TABLE_ROWS, SHORT_TRACK_S, STAGE_ORDER, STATUS_ORDER, Section
 
 FAILURES_PER_CLASS = 25  # failed videos listed per error class (the rest counted)
 FAILURE_CLASSES = 40  # error classes listed

@@ -34,7 +34,7 @@ JPEG_QUALITY = 70
 
 def contact_sheet(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> list[dict[str, Any]]:
     """[{video_id, source_key, error?, tracks: [{track_id, class_name, t0, t1, thumbs: [{t, jpeg}]}]}]"""
-    from jobs.report_data import video_source
+    from jobs.report.data import video_source
 
     prefix = layout.key("videos") + "/"
     annotated = [o.key[len(prefix):-len(".mp4")] for o in layout.storage.list(prefix) if o.key.endswith(".mp4")]

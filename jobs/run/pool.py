@@ -1,7 +1,8 @@
-"""A pool of `VideoWorker` actors: each is starting (its `ready()` pending), idle, or busy
-with one video. The pool only moves actors between those states and reports what happened
-as events; what to do about them (retries, backoff, giving up) is the driver's policy
-(jobs/run.py), which is unit-tested against a fake pool without Ray."""
+"""A pool of `VideoWorker` actors (`VideoWorkerPool`; not to be confused with Ray's general
+`ray.util.ActorPool`): each is starting (its `ready()` pending), idle, or busy with one video.
+The pool only moves actors between those states and reports what happened as events; what to
+do about them (retries, backoff, giving up) is the dispatcher's and the retry policy's
+(jobs/run/dispatch.py, jobs/run/retry.py), unit-tested against a fake pool without Ray."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Any
 
 from jobs.dataset.manifest import Attempt
 from jobs.plan import VideoTask
-from jobs.worker import ActorInfo
+from jobs.worker.actor import ActorInfo
 
-log = logging.getLogger("vidtrack.jobs.pool")
+log = logging.getLogger("vidtrack." + __name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Died:
 Event = Started | Finished | Died
 
 
-class ActorPool:
+class VideoWorkerPool:
     def __init__(self, make_actor: Callable[[], Any]) -> None:
         import ray
 

@@ -1,0 +1,98 @@
+"""The run's Ray side: the session (a cluster address, or an embedded local Ray), the check
+that some node can hold the requested actor, and starting the pool of actors with the
+resources they ask for (CPU and GPU shares, two threads each)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from jobs.detections import DetectionsStage
+from jobs.exits import StartError, UsageError
+from jobs.plan import VideoTask
+from jobs.run.job import JobSpec, RunIds
+from jobs.run.pool import Started
+from jobs.storage import Storage
+
+log = logging.getLogger("vidtrack." + __name__)
+
+
+@contextmanager
+def ray_session(spec: JobSpec) -> Iterator[None]:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        env = {"env_vars": {"YOLO_VERBOSE": "True" if spec.verbose else "False", "YOLO_AUTOINSTALL": "false"}}
+        if spec.address:
+            ray.init(address=spec.address, runtime_env=env, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, runtime_env=env)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> None:
+    """Refuse a request that no node of the cluster could ever hold (it would wait forever)."""
+    need = {"CPU": cpus, "GPU": gpus}
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    if any(all(r.get(k, 0.0) >= v for k, v in need.items() if v > 0) for r in alive):
+        return
+    have = "; ".join(f"{r.get('CPU', 0):g} CPU, {r.get('GPU', 0):g} GPU" for r in alive) or "no nodes"
+    raise UsageError(f"no node of the Ray cluster can hold an actor with --cpus-per-actor {cpus:g} "
+                     f"--gpus-per-actor {gpus:g} (nodes: {have})")
+
+
+def start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo: list[VideoTask]) -> Any:
+    """Actors started and the first one ready, or StartError with the real cause. When every
+    video can be re-tracked from the detections stage, the actors are CPU actors that never
+    build a model (no GPU requested)."""
+    import ray
+
+    from jobs.run.pool import VideoWorkerPool
+    from jobs.worker.actor import VideoWorker
+
+    retrack_only = bool(ids.detections_id) and DetectionsStage(dest, ids.detections_id).all_cached(todo)
+    gpus = 0.0 if retrack_only else spec.gpus_per_actor
+    check_resources(spec.cpus_per_actor, gpus, ray.nodes())
+    actor_cls = ray.remote(VideoWorker).options(
+        # two threads: `process` runs one video while `frames_done` answers the progress poll
+        num_cpus=spec.cpus_per_actor, num_gpus=gpus, max_restarts=0, max_concurrency=2)
+    threads = max(1, int(spec.cpus_per_actor))
+    pool = VideoWorkerPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, ids.params_id,
+                                                    ids.model_sha256, spec.endpoint_url, threads, ids.run_id,
+                                                    ids.detections_id, not retrack_only))
+    pool.add(min(_actor_count(spec, ray.cluster_resources(), gpus), len(todo)))
+    try:
+        _wait_first_ready(pool, spec.start_timeout)
+    except BaseException:
+        pool.shutdown()
+        raise
+    return pool
+
+
+def _wait_first_ready(pool: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not pool.idle:
+        if not pool.starting:
+            raise StartError("no actor could start")
+        if time.monotonic() > deadline:
+            raise StartError(f"no actor started within --start-timeout {timeout:g} s: the cluster cannot place "
+                             "an actor with the requested resources, or loading the models hangs")
+        for ev in pool.wait(timeout=1.0):
+            if isinstance(ev, Started) and ev.info.error:
+                raise StartError(f"actor could not start: {ev.info.error}", usage=ev.info.usage_error)
+
+
+def _actor_count(spec: JobSpec, resources: dict[str, float], gpus: float) -> int:
+    if spec.actors:
+        return spec.actors
+    if gpus > 0 and resources.get("GPU", 0) > 0:
+        return max(1, int(resources["GPU"] / gpus))
+    return max(1, int(resources.get("CPU", 1) / spec.cpus_per_actor))
