@@ -25,6 +25,8 @@ import pyarrow.parquet as pq
 
 from jobs.dataset.layout import DatasetLayout
 from jobs.storage import LocalStorage
+from tracking.records import TRACK_SCHEMA
+from tracking.tracks import BOX_SOURCES, DETECTED, PREDICTED
 
 PARAMS_ID = "synthetic0001"
 FPS = 25.0
@@ -78,16 +80,17 @@ def _write_tracks(path: Path, vid: str, rng: np.random.Generator, n: int, frames
     y = rng.uniform(0, SIZE[1] - 120, n)[idx]
     matched = rng.random(len(idx)) < 0.9
     conf = np.where(matched, rng.uniform(0.3, 0.95, len(idx)), np.nan)
-    table = pa.table({
+    table = pa.table({  # the track table's own columns (tracking/records.py)
         "video_id": pa.array([vid] * len(idx)), "frame_index": frame, "timestamp_s": frame / FPS,
         "track_id": pa.array(idx + 1, pa.int32()), "class_id": pa.array(np.asarray(cids)[cls][idx], pa.int16()),
         "class_name": pa.array(np.asarray(names)[cls][idx]),
         "confidence": pa.array(conf, pa.float32(), from_pandas=True),
         "x1": pa.array(np.clip(x, 0, SIZE[0] - 80), pa.float32()), "y1": pa.array(y, pa.float32()),
         "x2": pa.array(np.clip(x, 0, SIZE[0] - 80) + 60, pa.float32()), "y2": pa.array(y + 110, pa.float32()),
-        "matched": matched, "frame_width": pa.array(np.full(len(idx), SIZE[0]), pa.int32()),
+        "matched": matched, "box_source": np.asarray(BOX_SOURCES)[np.where(matched, DETECTED, PREDICTED)],
+        "frame_width": pa.array(np.full(len(idx), SIZE[0]), pa.int32()),
         "frame_height": pa.array(np.full(len(idx), SIZE[1]), pa.int32()), "params_id": pa.array([PARAMS_ID] * len(idx)),
-    }).sort_by([("frame_index", "ascending"), ("track_id", "ascending")])
+    }, schema=TRACK_SCHEMA).sort_by([("frame_index", "ascending"), ("track_id", "ascending")])
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
 
