@@ -1,4 +1,4 @@
-"""The run report (jobs/report.py): built from a real run of the job on the shared videos with
+"""The run report (jobs/report/): built from a real run of the job on the shared videos with
 one corrupt file among them, opened in a real headless Chromium, and built over a synthetic
 dataset whose manifests carry a column and a status the report does not know."""
 
