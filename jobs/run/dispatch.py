@@ -40,6 +40,9 @@ class Pool(Protocol):
 
 
 class Dispatcher:
+    """One run's loop over its queue of (video, attempt, not before); `run` returns when every
+    video has its final row in the journal."""
+
     def __init__(self, spec: JobSpec, pool: Pool, journal: ManifestJournal, result: RunResult,
                  stop: list[int], clock: Any = time.monotonic) -> None:
         self.spec, self.pool, self.journal, self.result, self.stop = spec, pool, journal, result, stop
@@ -48,8 +51,7 @@ class Dispatcher:
         self.policy = RetryPolicy(spec.max_attempts, spec.backoff_seconds, spec.breaker_threshold)
         self.grace_until: float | None = None
         self.no_actor_since: float | None = None
-        self.started = self.next_progress = clock()
-        self.bar: Any = None
+        self.progress: _Progress | None = None
 
     @property
     def breaker(self) -> str:
@@ -57,7 +59,7 @@ class Dispatcher:
 
     def run(self, todo: list[VideoTask]) -> None:
         self.queue.extend((t, 1, 0.0) for t in todo)
-        self.bar = _progress(len(todo), self.spec.progress)
+        self.progress = progress = _Progress(len(todo), self.spec.progress, self.clock)
         try:
             while (self.queue and not self._halted()) or self.pool.busy:
                 if self._grace_over():
@@ -67,13 +69,13 @@ class Dispatcher:
                 for ev in self.pool.wait(timeout=self._wait_timeout()):
                     self._handle(ev)
                 self._check_alive()
-                self._show_progress()
+                progress.show(self.result, self.pool)
         except BaseException as e:  # a second signal, or no actor left: record what was in flight
             self._cancel_in_flight(f"in flight when the run stopped ({e.__class__.__name__}: {e})")
             self.policy.breaker = self.policy.breaker or f"the run stopped ({e.__class__.__name__}: {e})"
             raise
         finally:
-            self.bar.close()
+            progress.close()
             self._cancel_queued()
 
     def _cancel_queued(self) -> None:
@@ -82,16 +84,6 @@ class Dispatcher:
             self._final(attempt_row(task, attempt, Status.CANCELLED, "NotAttempted", f"not dispatched: {why}"))
         self.queue.clear()
         self.result.interrupted_by = self.stop[0] if self.stop else 0
-
-    def _show_progress(self) -> None:
-        """Frames over all actors (finished videos and the ones in flight), every few seconds."""
-        if self.clock() < self.next_progress:
-            return
-        self.next_progress = self.clock() + PROGRESS_EVERY_S
-        frames = self.result.frames + self.pool.frames_in_flight()
-        elapsed = max(1e-6, self.clock() - self.started)
-        self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding,
-                             frames=frames, fps=f"{frames / elapsed:.1f}")
 
     def _cancel_in_flight(self, why: str) -> None:
         """Kill the videos in flight. One may have published `_done` just before: its row says ok."""
@@ -187,8 +179,8 @@ class Dispatcher:
     def _final(self, row: Attempt) -> None:
         self.journal.add(row)
         self.result.count(row)
-        self.bar.update(1)
-        self.bar.set_postfix(ok=self.result.ok, failed=self.result.failed, retry=self.result.outstanding)
+        if self.progress is not None:
+            self.progress.video_done(self.result)
 
 
 def attempt_row(task: VideoTask, attempt: int, status: Status, error_class: str, message: str,
@@ -199,7 +191,29 @@ def attempt_row(task: VideoTask, attempt: int, status: Status, error_class: str,
                    node_id=node_id, finished_at=now_iso())
 
 
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
+class _Progress:
+    """The progress bar: videos done, and frames over all actors every few seconds."""
 
-    return tqdm(total=total, unit="video", desc="vidtrack", disable=not enabled, dynamic_ncols=True)
+    def __init__(self, total: int, enabled: bool, clock: Any) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="video", desc="vidtrack", disable=not enabled, dynamic_ncols=True)
+        self.clock = clock
+        self.started = self.next_show = clock()
+
+    def video_done(self, r: RunResult) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(ok=r.ok, failed=r.failed, retry=r.outstanding)
+
+    def show(self, r: RunResult, pool: Pool) -> None:
+        """Frames over all actors (finished videos and the ones in flight), every few seconds."""
+        if self.clock() < self.next_show:
+            return
+        self.next_show = self.clock() + PROGRESS_EVERY_S
+        frames = r.frames + pool.frames_in_flight()
+        elapsed = max(1e-6, self.clock() - self.started)
+        self.bar.set_postfix(ok=r.ok, failed=r.failed, retry=r.outstanding, frames=frames,
+                             fps=f"{frames / elapsed:.1f}")
+
+    def close(self) -> None:
+        self.bar.close()
