@@ -169,7 +169,7 @@ def test_decode_error_mid_stream_fails_the_video(tud_video: Path, fast_cfg, fast
     monkeypatch.setattr(video_mod.VideoReader, "_iter_container", failing)
     # widen the window between the decode thread queueing its end marker and recording its
     # error, so the consumer must wait for the thread rather than trust the marker
-    from tracking import pipeline as pipeline_mod
+    from tracking import prefetch
 
     def slow_to_record(self):  # type: ignore[no-untyped-def]
         try:
@@ -178,7 +178,7 @@ def test_decode_error_mid_stream_fails_the_video(tud_video: Path, fast_cfg, fast
             time.sleep(2.0)
             self.error = e
 
-    monkeypatch.setattr(pipeline_mod._Worker, "run", slow_to_record)
+    monkeypatch.setattr(prefetch._Worker, "run", slow_to_record)
     out_dir = tmp_path / "out"
     with pytest.raises(VideoError, match="after 20 frames"):
         process_video(tud_video, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)

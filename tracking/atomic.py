@@ -3,11 +3,12 @@ publish with an atomic rename on a clean close, remove on error."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 def partial_path(path: Path) -> Path:
@@ -21,6 +22,11 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     tmp = partial_path(p)
     tmp.write_bytes(data)
     os.replace(tmp, p)
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """`data` as indented JSON (keys sorted; what JSON cannot hold as its `str()`), whole or not at all."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 class AtomicOutput:
@@ -61,3 +67,4 @@ class AtomicOutput:
             self.close()
         else:
             self.abort()
+

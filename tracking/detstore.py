@@ -7,17 +7,21 @@ One Parquet row per frame, frames without detections included (re-tracking must 
 frame sequence and timestamps: track ages advance on empty frames). A frame's detections are
 flat lists: `xyxy` (4 floats each), `confidence`, `class_id`, and `embedding` (float16,
 `embedding_dim` values each). The file's metadata holds what re-tracking needs besides: frame
-size and rate, the detector's class names, and `detections_id` (what produced it). Written
-under a temporary name and renamed on a clean close, so a file at its name is complete.
+size and rate, the detector's class names, and `detections_id` (what produced it, from
+`PipelineConfig.detections_id` beside `params_id`). Written under a temporary name and renamed
+on a clean close, so a file at its name is complete.
+
+`DetectionsRecord` writes it while a video is tracked, `read_header` and `read_batches` read
+it back for re-tracking. The job layer keeps these files in the dataset (jobs/).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +29,9 @@ import pyarrow.parquet as pq
 
 from tracking.atomic import AtomicOutput
 from tracking.detections import Detections
+
+if TYPE_CHECKING:
+    from tracking.video import VideoInfo
 
 DETECTIONS_SCHEMA = pa.schema([
     pa.field("frame_index", pa.int32(), nullable=False),
@@ -119,6 +126,28 @@ class DetectionsWriter(AtomicOutput):
     def _discard(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+
+class DetectionsRecord:
+    """The detections stage of a video as it is tracked (`process_video`): the file is made at
+    the first batch, when the tracker's frame rate is known (re-tracking must use the same
+    one). `open_output` enters the writer among the video's other outputs (all or none)."""
+
+    def __init__(self, path: str | os.PathLike[str], open_output: Callable[[DetectionsWriter], DetectionsWriter], *,
+                 detections_id: str, class_names: dict[int, str]) -> None:
+        self.path, self.open_output = path, open_output
+        self.detections_id, self.class_names = detections_id, class_names
+        self.writer: DetectionsWriter | None = None
+
+    def add(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[np.ndarray], *, fps: float,
+            info: VideoInfo) -> None:
+        """One batch as the tracker took it (`fps`: the tracker's frame rate)."""
+        if self.writer is None:
+            self.writer = self.open_output(DetectionsWriter(
+                self.path, detections_id=self.detections_id, width=info.width, height=info.height, fps=fps,
+                frame_count=info.frame_count, class_names=self.class_names))
+        self.writer.add(batch, dets, embeds)
 
 
 def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsHeader:
