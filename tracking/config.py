@@ -105,7 +105,9 @@ class EmbedderConfig:
         _check(1 <= self.batch_size <= 1024, "embedder.batch_size", self.batch_size, "must be in [1, 1024]")
 
 
-FALLBACK_FPS = 25.0  # a video whose frame rate is unknown (declared and from timestamps) resolves times at this
+# the frame rate of a video that gives none: no declared rate, too few timestamps to tell
+# (tracking/video.py), an image folder without seqinfo.ini; times in seconds resolve at it
+FALLBACK_FPS = 25.0
 
 
 @dataclass(frozen=True)

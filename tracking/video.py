@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from tracking.atomic import AtomicOutput
+from tracking.config import FALLBACK_FPS
 
 log = logging.getLogger("vidtrack." + __name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-FALLBACK_FPS = 25.0  # only for sources that carry no timing at all (image folders without seqinfo)
 
 
 class VideoError(Exception):
@@ -197,21 +197,7 @@ class VideoReader:
         except av.error.FFmpegError as e:
             raise IncompleteVideoError(
                 self.path, f"decode failed after {index} frames ({e.__class__.__name__}: {e})") from e
-        self._check_complete(index, last_t)
-
-    def _check_complete(self, frames: int, last_ts: float) -> None:
-        """Decoded against declared: fewer frames than the header counts, or frames ending
-        well before the declared duration, means the file is incomplete (a truncated MP4
-        whose index is at the front, a Matroska file cut while being written)."""
-        declared, duration = self.info.frame_count, self.info.duration_s
-        if declared and frames < declared:
-            raise IncompleteVideoError(self.path, f"decoded {frames} of the {declared} frames its container declares")
-        if duration > 0 and frames:
-            step = 1.0 / (self.info.fps or FALLBACK_FPS)
-            covered = last_ts + step
-            if covered < duration - max(2 * step, 0.01 * duration):
-                raise IncompleteVideoError(self.path, f"decoded frames cover {covered:.2f} s of the "
-                                                      f"{duration:.2f} s its container declares")
+        _check_complete(self.path, self.info, index, last_t)
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -224,6 +210,21 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_complete(path: Path, info: VideoInfo, frames: int, last_ts: float) -> None:
+    """Decoded against declared: fewer frames than the header counts, or frames ending
+    well before the declared duration, means the file is incomplete (a truncated MP4
+    whose index is at the front, a Matroska file cut while being written)."""
+    declared, duration = info.frame_count, info.duration_s
+    if declared and frames < declared:
+        raise IncompleteVideoError(path, f"decoded {frames} of the {declared} frames its container declares")
+    if duration > 0 and frames:
+        step = 1.0 / (info.fps or FALLBACK_FPS)
+        covered = last_ts + step
+        if covered < duration - max(2 * step, 0.01 * duration):
+            raise IncompleteVideoError(path, f"decoded frames cover {covered:.2f} s of the "
+                                             f"{duration:.2f} s its container declares")
 
 
 def _rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
@@ -270,7 +271,7 @@ def _seqinfo_fps(folder: Path) -> float | None:
 
 def fps_from_timestamps(timestamps_s: list[float]) -> float:
     """Frame rate from presentation times (median frame interval), for containers whose
-    header reports none; 25 when there are too few frames to tell."""
+    header reports none; FALLBACK_FPS when there are too few frames to tell."""
     if len(timestamps_s) < 2:
         return FALLBACK_FPS
     dt = float(np.median(np.diff(timestamps_s)))
