@@ -67,6 +67,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="run the contenders round-robin this many times and keep each one's fastest run "
                         "(on a shared machine, load only ever adds time)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--count", action="store_true", help="vidtrack count over a synthetic 10-million-row dataset "
+                                                        "(bench/count_bench.py)")
 
 
 # -- one contender per subprocess ---------------------------------------------------------
@@ -512,6 +514,10 @@ def _frame_count(video: Path) -> int:
 def main(args: argparse.Namespace) -> int:
     _resolve_paths(args)
     print(_cpu_line(), flush=True)
+    if args.count:
+        from bench.count_bench import main as count_bench
+
+        return count_bench([])
     if args.memory:
         return _memory(args)
     if args.scaling:
