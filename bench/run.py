@@ -67,6 +67,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                    help="run the contenders round-robin this many times and keep each one's fastest run "
                         "(on a shared machine, load only ever adds time)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--naive-scores", action="store_true",
+                   help="IDF1/HOTA/MOTA of the naive pipeline (seed_pipeline.py, unmodified) on every shared "
+                        "sequence with ground truth (bench/naive_scores.py); --json sets the file")
     p.add_argument("--count", action="store_true", help="vidtrack count over a synthetic 10-million-row dataset "
                                                         "(bench/count_bench.py)")
 
@@ -526,6 +529,11 @@ def main(args: argparse.Namespace) -> int:
         return _process(args)
     if args.costs:
         return _costs(args)
+    if args.naive_scores:
+        from bench.naive_scores import naive_scores, shared_sequences
+
+        return naive_scores(shared_sequences(SHARED), args.model, SHARED / "bench" / "seed_pipeline.py",
+                            args.json or REPO / "out" / "naive-scores.json")
     if args.reid:
         from bench.reid import reid
 
