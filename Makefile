@@ -19,7 +19,8 @@ $(BIN)/vidtrack: pyproject.toml requirements.lock
 setup: $(BIN)/vidtrack
 
 run: setup
-	$(BIN)/vidtrack run --input $(INPUT) --output $(OUTPUT) --set detector.model=$(MODEL)
+	VIDTRACK_MODELS=$(abspath $(SHARED)/models/reid) $(BIN)/vidtrack run --input $(INPUT) --output $(OUTPUT) \
+	  --set detector.model=$(MODEL)
 
 lint: setup
 	$(BIN)/ruff check tracking jobs bench tests
@@ -29,7 +30,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/vidtrack-bench --model $(abspath $(MODEL))
+	VIDTRACK_MODELS=$(abspath $(SHARED)/models/reid) $(BIN)/vidtrack-bench --model $(abspath $(MODEL))
 
 # Resolve pyproject.toml afresh into requirements.lock (needs the package index).
 lock:

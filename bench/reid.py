@@ -18,10 +18,34 @@ import cv2
 import numpy as np
 from scipy.stats import rankdata
 
+from tracking.appearance import ClassAppearance
 from tracking.config import EmbedderConfig, TrackerConfig
 from tracking.detections import Detections
 from tracking.embedder import AppearanceEmbedder
 from tracking.mot import MotSequence
+
+Option = tuple[tuple[int, int], str] | str  # (crop size, precision) of MobileNetV2, or a re-ID network
+
+
+class ReidCrops:
+    """A person re-identification network with the general embedder's `crops` / `embed_crops`."""
+
+    def __init__(self, spec: str) -> None:
+        self.app = ClassAppearance(EmbedderConfig(reid_model=spec), names={0: "person"}, kept_class_ids=[0])
+
+    def crops(self, img: np.ndarray, dets: Detections) -> list[np.ndarray]:
+        return self.app.reid_crops(img, dets)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.app.embed_reid(crops)
+
+
+def embedder_for(option: Option) -> tuple[str, AppearanceEmbedder | ReidCrops]:
+    """The option's name as the bench prints it, and its embedder."""
+    if isinstance(option, str):
+        return Path(option).stem, ReidCrops(option)
+    size, precision = option
+    return f"{size[0]}x{size[1]} {precision}", AppearanceEmbedder(EmbedderConfig(crop_size=size, precision=precision))
 
 
 @dataclass
@@ -55,7 +79,7 @@ def roc_auc(same: np.ndarray, other: np.ndarray) -> float:
     return float(below / (len(same) * len(other)))
 
 
-def _pair_distances(emb: AppearanceEmbedder, seq: _Boxes) -> tuple[np.ndarray, np.ndarray, float, int]:
+def _pair_distances(emb: AppearanceEmbedder | ReidCrops, seq: _Boxes) -> tuple[np.ndarray, np.ndarray, float, int]:
     feats, ids, frames, seconds = [], [], [], 0.0
     for f, img in seq.frames.items():
         g = seq.gt[seq.gt[:, 0] == f]
@@ -79,13 +103,13 @@ def _pair_distances(emb: AppearanceEmbedder, seq: _Boxes) -> tuple[np.ndarray, n
     return dist[same & (frame[i] != frame[j])], dist[~same], seconds, len(x)
 
 
-def reid(sequences: list[Path], options: list[tuple[tuple[int, int], str]]) -> int:
+def reid(sequences: list[Path], options: list[Option]) -> int:
     data = [_visible_people(MotSequence.open(s)) for s in sequences]
     gate = TrackerConfig().max_cosine_distance
     print(f"reid: {sum(len(d.gt) for d in data)} ground-truth boxes, "
           f"{sum(len(np.unique(d.gt[:, 1])) for d in data)} identities in {len(data)} sequences", flush=True)
-    for size, precision in options:
-        emb = AppearanceEmbedder(EmbedderConfig(crop_size=size, precision=precision))
+    for option in options:
+        name, emb = embedder_for(option)
         per_seq, all_same, all_other, seconds, crops = [], [], [], 0.0, 0
         for d in data:
             same, other, s, n = _pair_distances(emb, d)
@@ -94,7 +118,7 @@ def reid(sequences: list[Path], options: list[tuple[tuple[int, int], str]]) -> i
             all_other.append(other)
             per_seq.append(f"{d.name} {roc_auc(same, other):.3f}" if len(same) and len(other) else f"{d.name} -")
         same, other = np.concatenate(all_same), np.concatenate(all_other)
-        print(f"reid: {size[0]}x{size[1]} {precision}: {1000 * seconds / crops:.2f} ms/crop, "
+        print(f"reid: {name}: {1000 * seconds / crops:.2f} ms/crop, "
               f"AUC {roc_auc(same, other):.3f} (same identity within gate {gate}: {np.mean(same < gate):.3f}, "
               f"other identity: {np.mean(other < gate):.4f}); " + ", ".join(per_seq), flush=True)
     return 0

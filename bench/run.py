@@ -36,6 +36,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDTRACK_SHARED", REPO.parent / "shared"))
+os.environ.setdefault("VIDTRACK_MODELS", str(SHARED / "models" / "reid"))  # the default re-ID network, by name
+REID_OPTIONS: list[str] = [str(SHARED / "models" / "reid" / f"person-reidentification-retail-{n}.xml")
+                           for n in ("0288", "0287")]
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:
@@ -466,18 +469,18 @@ def _process(args: argparse.Namespace) -> int:
     return 0
 
 
-EMBED_OPTIONS = [((224, 224), "fp32"), ((192, 192), "fp32"), ((160, 160), "fp32"), ((128, 128), "fp32"),
-                 ((256, 128), "fp32"), ((128, 64), "fp32"), ((224, 224), "int8"), ((160, 160), "int8")]
+EMBED_OPTIONS: list[tuple[tuple[int, int], str]] = [
+    ((224, 224), "fp32"), ((192, 192), "fp32"), ((160, 160), "fp32"), ((128, 128), "fp32"), ((256, 128), "fp32"),
+    ((128, 64), "fp32"), ((224, 224), "int8"), ((160, 160), "int8")]
 
 
 def _costs(args: argparse.Namespace, rounds: int = 5) -> int:
     """Each option timed on the same real frames and crops (the fp32 detector's boxes on them),
     round-robin so that a busy machine slows every option alike; each option's fastest round is
     kept (load only ever adds time: on this VM one call varies by 10-30%)."""
+    from bench.reid import Option, embedder_for
     from jobs.config import load_config
-    from tracking.config import EmbedderConfig
     from tracking.detector import Detector
-    from tracking.embedder import AppearanceEmbedder
     from tracking.mot import MotSequence
     from tracking.video import VideoReader
 
@@ -486,7 +489,8 @@ def _costs(args: argparse.Namespace, rounds: int = 5) -> int:
         frames = [f.bgr for _, f in zip(range(cfg.detector.batch_size), r, strict=False)]
     dets = {p: Detector(dataclasses.replace(cfg.detector, precision=p)) for p in ("fp32", "int8")}
     boxes = dets["fp32"](frames)
-    embedders = {o: AppearanceEmbedder(EmbedderConfig(crop_size=o[0], precision=o[1])) for o in EMBED_OPTIONS}
+    options: list[Option] = [*EMBED_OPTIONS, *REID_OPTIONS]
+    embedders = dict(embedder_for(o) for o in options)
     crops = {o: [c for f, d in zip(frames, boxes, strict=True) for c in e.crops(f, d)] for o, e in embedders.items()}
     seconds: dict[Any, float] = {k: float("inf") for k in [*dets, *embedders]}
     for _ in range(rounds):
@@ -500,10 +504,9 @@ def _costs(args: argparse.Namespace, rounds: int = 5) -> int:
             seconds[o] = min(seconds[o], (time.perf_counter() - t0) / len(crops[o]))
     for p in dets:
         print(f"costs: detector {p} {1000 * seconds[p]:.1f} ms/frame (batch {len(frames)}, imgsz {cfg.detector.imgsz})")
-    for (size, prec) in embedders:
-        ms = 1000 * seconds[(size, prec)]
-        print(f"costs: embedder {size[0]}x{size[1]} {prec} {ms:.2f} ms/crop = detector fp32/"
-              f"{1000 * seconds['fp32'] / ms:.1f}")
+    for name in embedders:
+        ms = 1000 * seconds[name]
+        print(f"costs: embedder {name} {ms:.2f} ms/crop = detector fp32/{1000 * seconds['fp32'] / ms:.1f}")
     return 0
 
 
@@ -538,7 +541,8 @@ def main(args: argparse.Namespace) -> int:
         from bench.reid import reid
 
         return reid(sorted(p for p in (SHARED / "data" / "mot").glob("*/*") if (p / "gt").is_dir())
-                    + sorted(p for p in (SHARED / "data" / "mot").glob("*") if (p / "gt").is_dir()), EMBED_OPTIONS)
+                    + sorted(p for p in (SHARED / "data" / "mot").glob("*") if (p / "gt").is_dir()),
+                    [*EMBED_OPTIONS, *REID_OPTIONS])
     return _throughput(args)
 
 

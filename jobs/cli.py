@@ -125,7 +125,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     models = Models.load(cfg)
-    params_id = cfg.params_id(models.detector.model_sha256)
+    params_id = cfg.params_id(models.detector.model_sha256, models.embedder.reid_sha256)
     video_id = args.video_id or args.video.stem
     outputs = VideoOutputs.in_dir(args.out, video_id, annotated=cfg.output.annotated_video)
     summary = process_video(args.video, outputs, cfg, models, video_id=video_id, params_id=params_id,

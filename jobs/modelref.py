@@ -21,16 +21,17 @@ class ModelRef:
     sha256: str  # of the model's bytes; the identity of the model
 
 
-def fetch_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> str:
-    """Local path for a detector model. `s3://` URIs are downloaded once into `cache_dir`
-    under a name derived from a hash of the URI; others pass through."""
+def fetch_model(spec: str, endpoint_url: str | None, cache_dir: Path, what: str = "detector model",
+                local: Path | None = None) -> str:
+    """Local path for a model file. `s3://` URIs are downloaded once into `cache_dir` under a
+    name derived from a hash of the URI (or as `local`); others pass through."""
     if not spec.startswith("s3://"):
         return spec
     parent, _, name = spec.rpartition("/")
     if not name:
-        raise ModelError(f"detector model {spec!r}: URI names no object")
+        raise ModelError(f"{what} {spec!r}: URI names no object")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    local = cache_dir / local_name_for(spec)
+    local = local or cache_dir / local_name_for(spec)
     if not local.exists():
         tmp = local.with_name(local.name + f".{os.getpid()}.partial")
         store = S3Storage(parent + "/", endpoint_url)
@@ -38,7 +39,7 @@ def fetch_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> str:
             store.download(ObjectInfo(name, UNKNOWN_SIZE, datetime.fromtimestamp(0, UTC)), tmp)
             os.replace(tmp, local)
         except StorageError as e:
-            raise ModelError(f"detector model {spec!r} could not be downloaded ({e}). "
+            raise ModelError(f"{what} {spec!r} could not be downloaded ({e}). "
                              "Check the URI and that this job's role can read it.") from e
         finally:
             tmp.unlink(missing_ok=True)
@@ -58,3 +59,18 @@ def resolve_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> Model
             raise ModelError(f"detector model {spec!r}: ultralytics resolved no local file to hash")
         path = ckpt
     return ModelRef(spec, str(path), file_sha256(path))
+
+
+def fetch_reid_model(spec: str, endpoint_url: str | None, cache_dir: Path) -> str:
+    """Local `.xml` for `embedder.reid_model`: an `s3://` URI of an OpenVINO IR's `.xml` is
+    downloaded with the `.bin` beside it (same key, `.bin`), both under hashed names; "" and
+    local paths or names pass through (tracking/reid.py checks and hashes them)."""
+    if not spec.startswith("s3://"):
+        return spec
+    if not spec.endswith(".xml"):
+        raise ModelError(f"embedder.reid_model {spec!r}: expected the s3:// URI of an OpenVINO IR .xml "
+                         "(its .bin beside it under the same name)")
+    xml = Path(fetch_model(spec, endpoint_url, cache_dir, "embedder.reid_model"))
+    fetch_model(spec.removesuffix(".xml") + ".bin", endpoint_url, cache_dir, "embedder.reid_model weights",
+                local=xml.with_suffix(".bin"))
+    return str(xml)

@@ -68,16 +68,16 @@ def test_missing_and_invalid_toml(tmp_path: Path) -> None:
 
 def test_params_id_identity() -> None:
     base = PipelineConfig()
-    assert base.params_id("a" * 64) == PipelineConfig().params_id("a" * 64)
-    assert len(base.params_id("a" * 64)) == 12
+    assert base.params_id("a" * 64, "r" * 64) == PipelineConfig().params_id("a" * 64, "r" * 64)
+    assert len(base.params_id("a" * 64, "r" * 64)) == 12
     # results-changing parameters and the model bytes change it...
-    assert load_config(None, ["tracker.max_age=31"]).params_id("a" * 64) != base.params_id("a" * 64)
-    assert base.params_id("b" * 64) != base.params_id("a" * 64)
+    assert load_config(None, ["tracker.max_age=31"]).params_id("a" * 64, "r" * 64) != base.params_id("a" * 64, "r" * 64)
+    assert base.params_id("b" * 64, "r" * 64) != base.params_id("a" * 64, "r" * 64)
     # ...execution knobs and where the model lives do not (its bytes identify it)
-    assert load_config(None, ["detector.model=s3://b/m.pt"]).params_id("a" * 64) == \
-        load_config(None, ["detector.model=/local/m.pt"]).params_id("a" * 64)
+    assert load_config(None, ["detector.model=s3://b/m.pt"]).params_id("a" * 64, "r" * 64) == \
+        load_config(None, ["detector.model=/local/m.pt"]).params_id("a" * 64, "r" * 64)
     assert load_config(None, ["detector.batch_size=2", "detector.device='cpu'",
-                              "embedder.batch_size=8"]).params_id("a" * 64) == base.params_id("a" * 64)
+                              "embedder.batch_size=8"]).params_id("a" * 64, "r" * 64) == base.params_id("a" * 64, "r" * 64)
 
 
 def test_int8_identities_name_the_quantisation_recipe() -> None:
@@ -90,4 +90,4 @@ def test_int8_identities_name_the_quantisation_recipe() -> None:
     assert "precision" not in fp32.canonical()["detector"]
     assert int8.canonical()["detector"]["precision"] == int8.canonical()["embedder"]["precision"] == \
         f"int8-r{INT8_RECIPE}"
-    assert int8.params_id("m" * 64) != fp32.params_id("m" * 64)
+    assert int8.params_id("m" * 64, "r" * 64) != fp32.params_id("m" * 64, "r" * 64)

@@ -95,15 +95,15 @@ def test_a_key_added_at_its_default_changes_no_identity() -> None:
 
     base = PipelineConfig()
     added = PipelineConfig(tracker=TrackerWithNewKey())
-    assert added.params_id("m") == base.params_id("m")
+    assert added.params_id("m", "r") == base.params_id("m", "r")
     assert added.detections_id("m", "e") == base.detections_id("m", "e")
-    assert PipelineConfig(tracker=TrackerWithNewKey(new_gate=0.5)).params_id("m") != base.params_id("m")
+    assert PipelineConfig(tracker=TrackerWithNewKey(new_gate=0.5)).params_id("m", "r") != base.params_id("m", "r")
     execution = load_config(None, ["detector.device=cpu", "detector.batch_size=2", "detector.backend=onnxruntime",
                                    "embedder.batch_size=8", "output.row_group_frames=16"])
-    assert (execution.params_id("m"), execution.detections_id("m", "e")) == (base.params_id("m"),
+    assert (execution.params_id("m", "r"), execution.detections_id("m", "e")) == (base.params_id("m", "r"),
                                                                               base.detections_id("m", "e"))
     # tracker and refinement settings change the tracks, never the detections
     tracker = load_config(None, ["tracker.max_age_s=2.0", "refine.min_track_s=3.0"])
     assert tracker.detections_id("m", "e") == base.detections_id("m", "e")
-    assert tracker.params_id("m") != base.params_id("m")
+    assert tracker.params_id("m", "r") != base.params_id("m", "r")
     assert load_config(None, ["detector.conf=0.4"]).detections_id("m", "e") != base.detections_id("m", "e")

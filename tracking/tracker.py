@@ -1,13 +1,17 @@
-"""A fresh deep-sort-realtime `DeepSort` per video, fed precomputed embeddings.
+"""Fresh deep-sort-realtime `DeepSort`s per video, fed precomputed embeddings: one per class
+group, so a track only ever takes detections of its own group (a person track never a car's).
 
 The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
 ``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
-`TrackState`s (tracking/tracks.py). Track IDs come from the tracker instance (its own `_next_id`), so
-they start at 1 in every video and nothing leaks between videos. Frame counts come
-from `TrackerConfig.resolve(fps)`: `max_age_s` seconds become frames at this video's rate.
+`TrackState`s (tracking/tracks.py). Track IDs are the video's own: 1..N in order of first
+appearance over every group (with one group, exactly deep-sort-realtime's), so nothing leaks
+between videos. Frame counts come from `TrackerConfig.resolve(fps)`: `max_age_s` seconds become
+frames at this video's rate.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from deep_sort_realtime.deep_sort.detection import Detection
@@ -18,24 +22,62 @@ from tracking.config import TrackerConfig
 from tracking.detections import Detections
 from tracking.tracks import TrackState
 
+REID_GROUP = -1  # the group key of classes with re-identification embeddings: its own appearance gate
+
 
 class VideoTracker:
-    def __init__(self, cfg: TrackerConfig, fps: float = 0.0) -> None:
+    """One video's tracking. `groups` maps class ids to a group key (a class not in it is a
+    group of its own; `REID_GROUP` gates appearance at `tracker.reid_max_cosine_distance`);
+    None tracks every class in one group, as deep-sort-realtime does."""
+
+    def __init__(self, cfg: TrackerConfig, fps: float = 0.0, groups: dict[int, int] | None = None) -> None:
+        self.cfg, self.fps, self.groups = cfg, fps, groups
         self.frame_counts = cfg.resolve(fps)  # max_age, n_init, nn_budget in frames
+        self._trackers: dict[int, GroupTracker] = {}
+        self._ids: dict[tuple[int, int], int] = {}  # (group, deep-sort id) -> the video's track id
+
+    def group_keys(self, class_id: np.ndarray) -> np.ndarray:
+        if self.groups is None:
+            return np.zeros(len(class_id), np.int64)
+        return np.array([self.groups.get(int(c), int(c)) for c in class_id], np.int64)
+
+    def update(self, dets: Detections, embeds: np.ndarray) -> list[TrackState]:
+        """Advance one frame in every group (also when `dets` is empty). `embeds`: (n, d)
+        aligned with `dets`; each group's tracker sees only its own rows."""
+        if len(dets) != len(embeds):
+            raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
+        keys = self.group_keys(dets.class_id)
+        for key in np.unique(keys).tolist():
+            if key not in self._trackers:
+                gate = self.cfg.reid_max_cosine_distance if key == REID_GROUP else self.cfg.max_cosine_distance
+                self._trackers[key] = GroupTracker(self.cfg, self.frame_counts, gate)
+        states = []
+        for key, tracker in sorted(self._trackers.items()):
+            rows = np.flatnonzero(keys == key)
+            for s in tracker.update(dets[rows] if len(rows) < len(dets) else dets, embeds[rows]):
+                video_id = self._ids.setdefault((key, s.track_id), len(self._ids) + 1)
+                states.append(dataclasses.replace(
+                    s, track_id=video_id, det_index=int(rows[s.det_index]) if s.det_index >= 0 else -1))
+        return states
+
+
+class GroupTracker:
+    """One deep-sort-realtime `DeepSort` for one class group of one video."""
+
+    def __init__(self, cfg: TrackerConfig, frame_counts: dict[str, int], max_cosine_distance: float) -> None:
+        self.frame_counts = frame_counts
         self.high_conf, self.low_iou = cfg.high_conf, cfg.low_match_iou
         self._ds = DeepSort(
             max_age=self.frame_counts["max_age"],
             n_init=self.frame_counts["n_init"],
-            max_cosine_distance=cfg.max_cosine_distance,
+            max_cosine_distance=max_cosine_distance,
             max_iou_distance=cfg.max_iou_distance,
             nn_budget=self.frame_counts["nn_budget"],
             embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
         )
 
     def update(self, dets: Detections, embeds: np.ndarray) -> list[TrackState]:
-        """Advance one frame (also when `dets` is empty). `embeds`: (n, d) aligned with `dets`."""
-        if len(dets) != len(embeds):
-            raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
+        """Advance one frame (also when `dets` is empty); deep-sort-realtime's track ids."""
         ltwh = xyxy_to_ltwh(dets.xyxy).tolist()
         high = [i for i, c in enumerate(dets.confidence.tolist()) if c >= self.high_conf]
         raw = [(ltwh[i], float(dets.confidence[i]), int(dets.class_id[i])) for i in high]

@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
         parse_sweeps(args.sweep)  # a bad sweep fails before the models load
     models = Models.load(cfg)
-    params_id = cfg.params_id(models.detector.model_sha256)
+    params_id = cfg.params_id(models.detector.model_sha256, models.embedder.reid_sha256)
     if args.sweep:
         return _eval_sweep(args, cfg, sequences, models, params_id)
     before, after = _score(args, cfg, sequences, models, params_id)

@@ -13,6 +13,7 @@ codes and statuses: README "Operating it nightly".
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata as md
 import logging
 import os
@@ -27,7 +28,7 @@ from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.manifest import Attempt, ManifestJournal, Status, recover
 from jobs.dataset.markers import FailedMarker
 from jobs.exits import UsageError
-from jobs.modelref import resolve_model
+from jobs.modelref import fetch_reid_model, resolve_model
 from jobs.plan import Plan, VideoTask, plan_run
 from jobs.run.dispatch import Dispatcher
 from jobs.run.job import JobSpec, RunIds, RunResult
@@ -58,7 +59,8 @@ def run_job(spec: JobSpec) -> RunResult:
     source, dest = _open_storages(spec)
     with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
         model = resolve_model(spec.config.detector.model, spec.endpoint_url, Path(tmp))
-    ids = _identities(spec, model.sha256)
+        reid_local = fetch_reid_model(spec.config.embedder.reid_model, spec.endpoint_url, Path(tmp))
+        ids = _identities(spec, model.sha256, reid_local)
     layout = DatasetLayout(dest, ids.params_id)
     plan = _plan(spec, source, layout)
     run_id = ids.run_id
@@ -81,12 +83,17 @@ def run_job(spec: JobSpec) -> RunResult:
     return result
 
 
-def _identities(spec: JobSpec, model_sha256: str) -> RunIds:
-    from tracking.embedder import weights_sha256
+def _identities(spec: JobSpec, model_sha256: str, reid_local: str) -> RunIds:
+    """The run's ids from the models' bytes: the detector's and, when set, the re-identification
+    network's (`reid_local`: its local .xml; no model is loaded)."""
+    from tracking.appearance import appearance_sha256
+    from tracking.reid import reid_sha256
 
-    detections_id = spec.config.detections_id(model_sha256, weights_sha256()) if spec.detections else ""
+    local = dataclasses.replace(spec.config.embedder, reid_model=reid_local)
+    detections_id = spec.config.detections_id(model_sha256, appearance_sha256(local)) if spec.detections else ""
     return RunIds(datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-                  spec.config.params_id(model_sha256), model_sha256, detections_id)
+                  spec.config.params_id(model_sha256, reid_sha256(reid_local) if reid_local else ""),
+                  model_sha256, detections_id)
 
 
 def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool) -> RunResult:

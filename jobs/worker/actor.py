@@ -22,7 +22,7 @@ from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.manifest import Attempt, Status, now_iso
 from jobs.dataset.markers import write_failed_marker
 from jobs.detections import DetectionsStage
-from jobs.modelref import fetch_model
+from jobs.modelref import fetch_model, fetch_reid_model
 from jobs.plan import VideoTask
 from jobs.storage import Storage, open_storage
 from jobs.worker.attempt import VideoAttempt
@@ -102,7 +102,10 @@ class VideoWorker:
             if model_sha256 and Path(local_model).is_file() and file_sha256(local_model) != model_sha256:
                 raise ModelError(f"detector model {cfg.detector.model!r} changed during the run: "
                                  f"expected SHA-256 {model_sha256}")
-            self.cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, model=local_model))
+            local_reid = fetch_reid_model(cfg.embedder.reid_model, endpoint_url,
+                                          Path(tempfile.gettempdir()) / "vidtrack-models")
+            self.cfg = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, model=local_model),
+                                           embedder=dataclasses.replace(cfg.embedder, reid_model=local_reid))
             self._models = Models.load(self.cfg)
             self.model_loads += 1
         return self._models

