@@ -4,27 +4,30 @@ source or a damaged cache means full processing."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
 import pytest
 
-from jobs.config import load_config
 from jobs.detections import detections_key
 from jobs.exits import UsageError
 from jobs.plan import video_id_for
-from jobs.run import JobSpec, RunResult, run_job
-from tests.conftest import JOB_OVERRIDES, MODEL, VIDEOS, make_archive_clips, need_shared, write_video
+from jobs.run import RunResult, run_job
+from tests.conftest import (
+    MODEL,
+    VIDEOS,
+    job_spec,
+    make_archive_clips,
+    need_shared,
+    read_frames,
+    write_video,
+)
 
 TRACKER_CHANGE = ("tracker.max_age_s=1.0", "refine.min_track_s=1.0")
 
 
-def _spec(inp: Path, out: Path, *extra: str, **kw: object) -> JobSpec:
-    spec = JobSpec(input=str(inp), output=str(out), config=load_config(None, [*JOB_OVERRIDES, *extra]),
-                   actors=1, progress=False, report=False)
-    for k, v in kw.items():
-        setattr(spec, k, v)
-    return spec
+_spec = functools.partial(job_spec, actors=1, report=False)
 
 
 def _how(r: RunResult) -> dict[str, str]:
@@ -53,6 +56,12 @@ def test_tracker_change_retracks_from_cache_with_the_full_runs_records(ray_local
     again = run_job(_spec(archive, out, *TRACKER_CHANGE, gpus_per_actor=1.0))
     assert again.ok == 2 and again.params_id != first.params_id
     assert set(_how(again).values()) == {"cached"}
+    # each row names what made it: a cached video what made its detections, on this CPU
+    made = {(a.device, a.backend, a.precision) for r in (first, again) for a in r.attempts if a.attempt > 0}
+    assert made == {("cpu", "detector openvino; embedder openvino; reid openvino",  # people and cars
+                     "detector openvino fp32; embedder openvino fp32; reid openvino fp32 (cpu)")}
+    cpu = {a.cpu for r in (first, again) for a in r.attempts if a.attempt > 0}
+    assert len(cpu) == 1 and cpu.pop().endswith("]")
     # the same parameters processed in full, elsewhere: identical records, video by video
     full = run_job(_spec(archive, tmp_path / "full", *TRACKER_CHANGE, detections=False))
     assert set(_how(full).values()) == {"detected"} and full.params_id == again.params_id
@@ -68,7 +77,7 @@ def test_changed_source_or_damaged_cache_is_processed_in_full(ray_local: None, a
     first = run_job(_spec(archive, out))
     det_id = next((out / "_detections").iterdir()).name
     # clip00 is replaced (another recording under the same name); clip01's cached file is cut short
-    write_video(archive / "clip00.mp4", [f for f in _frames(9)], fps=25)
+    write_video(archive / "clip00.mp4", read_frames(VIDEOS / "one-by-one-person-detection.mp4", 9), fps=25)
     cache = out / detections_key(det_id, video_id_for("clip01.mp4"))
     cache.write_bytes(cache.read_bytes()[:200])
     again = run_job(_spec(archive, out, *TRACKER_CHANGE))
@@ -79,14 +88,3 @@ def test_changed_source_or_damaged_cache_is_processed_in_full(ray_local: None, a
     # the fallback rewrote a good cache: the next change re-tracks both again
     assert set(_how(run_job(_spec(archive, out, "tracker.max_age_s=2.0"))).values()) == {"cached"}
 
-
-def _frames(n: int) -> list:  # type: ignore[type-arg]
-    import av
-
-    out = []
-    with av.open(str(VIDEOS / "one-by-one-person-detection.mp4")) as c:
-        for f in c.decode(video=0):
-            out.append(f.to_ndarray(format="bgr24"))
-            if len(out) == n:
-                break
-    return out

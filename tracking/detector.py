@@ -36,6 +36,15 @@ def resolve_device(device: str) -> str:
     return "cuda:0" if device == "cuda" else device
 
 
+def device_name(device: str) -> str:
+    """The device as a manifest records it: `cpu`, or `cuda:N (<GPU name>)`."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+
+
 def load_yolo(spec: str) -> Any:
     """Load an ultralytics model from a local path or a known model name (which
     ultralytics downloads). `s3://` URIs are fetched by the job, not here."""
@@ -80,6 +89,7 @@ class Detector:
     def __init__(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.device_name = device_name(self.device)
         self.half = cfg.half and self.device.startswith("cuda")
         self.backend = cfg.backend
         if self.backend == "auto":

@@ -77,6 +77,7 @@ class DetectionsHeader:
     class_names: dict[int, str]
     embedding_dim: int
     frames: int  # rows in the file: every decoded frame
+    execution: dict[str, str]  # what detected and embedded it (pipeline.Models.execution)
 
 
 def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -87,10 +88,12 @@ def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 class DetectionsWriter(AtomicOutput):
     def __init__(self, path: str | os.PathLike[str], *, detections_id: str, width: int, height: int, fps: float,
-                 frame_count: int, class_names: dict[int, str], row_group_frames: int = 1024) -> None:
+                 frame_count: int, class_names: dict[int, str], row_group_frames: int = 1024,
+                 execution: dict[str, str] | None = None) -> None:
         super().__init__(path)
         self._meta = {"format": FORMAT, "detections_id": detections_id, "width": width, "height": height,
-                      "fps": fps, "frame_count": frame_count, "class_names": sorted(class_names.items())}
+                      "fps": fps, "frame_count": frame_count, "class_names": sorted(class_names.items()),
+                      "execution": execution or {}}
         self._writer: pq.ParquetWriter | None = None
         self._rows: list[dict[str, object]] = []
         self.row_group_frames, self.frames, self.dim = row_group_frames, 0, 0
@@ -135,9 +138,9 @@ class DetectionsRecord:
     one). `open_output` enters the writer among the video's other outputs (all or none)."""
 
     def __init__(self, path: str | os.PathLike[str], open_output: Callable[[DetectionsWriter], DetectionsWriter], *,
-                 detections_id: str, class_names: dict[int, str]) -> None:
+                 detections_id: str, class_names: dict[int, str], execution: dict[str, str] | None = None) -> None:
         self.path, self.open_output = path, open_output
-        self.detections_id, self.class_names = detections_id, class_names
+        self.detections_id, self.class_names, self.execution = detections_id, class_names, execution
         self.writer: DetectionsWriter | None = None
 
     def add(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[np.ndarray], *, fps: float,
@@ -146,7 +149,7 @@ class DetectionsRecord:
         if self.writer is None:
             self.writer = self.open_output(DetectionsWriter(
                 self.path, detections_id=self.detections_id, width=info.width, height=info.height, fps=fps,
-                frame_count=info.frame_count, class_names=self.class_names))
+                frame_count=info.frame_count, class_names=self.class_names, execution=self.execution))
         self.writer.add(batch, dets, embeds)
 
 
@@ -163,7 +166,8 @@ def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsH
         raise DetectionsCacheError(f"{os.fspath(path)}: made by {meta.get('detections_id')!r}, not {detections_id!r}")
     return DetectionsHeader(detections_id, int(meta["width"]), int(meta["height"]), float(meta["fps"]),
                             int(meta["frame_count"]), {int(k): str(v) for k, v in meta["class_names"]},
-                            int(meta["embedding_dim"]), f.metadata.num_rows)
+                            int(meta["embedding_dim"]), f.metadata.num_rows,
+                            meta.get("execution") or {"detections": "not recorded (a detections stage before 0.3)"})
 
 
 def read_batches(path: str | os.PathLike[str], header: DetectionsHeader, batch_frames: int = 256

@@ -60,6 +60,23 @@ class Models:
     detector: Detector
     embedder: ClassAppearance
 
+    def execution(self) -> dict[str, str]:
+        """What runs the video (recorded per video in the summary, the detections stage and the
+        manifest): the device, each network's backend and precision, and the CPU with its ISA."""
+        from tracking.inference import cpu_description
+
+        d, e = self.detector, self.embedder
+        cpu = cpu_description()
+        isa = ",".join(k for k in ("avx2", "avx512", "vnni", "bf16", "amx") if cpu[k])
+        nets = [("detector", d.backend, "fp16" if d.half else d.cfg.precision)]
+        if e.general is not None:
+            half = e.general.backend == "torch" and e.cfg.half and e.general.device.startswith("cuda")
+            nets.append(("embedder", e.general.backend, "fp16" if half else e.cfg.precision))
+        if e.reid is not None:
+            nets.append(("reid", "openvino", "fp32 (cpu)"))
+        return {"device": d.device_name, "backend": "; ".join(f"{n} {b}" for n, b, _ in nets),
+                "precision": "; ".join(f"{n} {b} {p}" for n, b, p in nets), "cpu": f"{cpu['model']} [{isa}]"}
+
     @classmethod
     def load(cls, cfg: PipelineConfig) -> Models:
         detector = Detector(cfg.detector)
@@ -106,6 +123,7 @@ class VideoSummary:
     stage_seconds: dict[str, float]
     wall_seconds: float
     outputs: dict[str, str | None] = field(default_factory=dict)
+    execution: dict[str, str] = field(default_factory=dict)  # what ran it: Models.execution()
     tracker_frames: dict[str, int] = field(default_factory=dict)  # frame counts resolved from seconds and fps
     refine: dict[str, int] = field(default_factory=dict)  # what refinement changed (RefineStats)
 
@@ -145,12 +163,14 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
     # distances): a multi-threaded BLAS spends more waking its threads than computing (tracking
     # measured 4-5x faster on one BLAS thread). Inference runs in its own thread pools.
     with threadpool_limits(limits=1, user_api="blas"):
-        job = _Job(source, outputs, cfg, video_id or Path(source).stem, params_id, models.detector.names, on_frames)
+        job = _Job(source, outputs, cfg, video_id or Path(source).stem, params_id, models.detector.names, on_frames,
+                   execution=models.execution())
         outputs.make_folders()
         with contextlib.ExitStack() as stack:
             outs = OutputSet(stack, job.timer)
             record = (DetectionsRecord(outputs.detections, lambda w: outs.open(w, "detections"),
-                                       detections_id=detections_id, class_names=job.names)
+                                       detections_id=detections_id, class_names=job.names,
+                                       execution=job.execution)
                       if outputs.detections else None)
             tracking = _track(job, models, detect, record, max_frames)
             done = _write_outputs(job, outs, tracking)
@@ -168,7 +188,8 @@ def retrack_video(detections: str | os.PathLike[str], outputs: VideoOutputs, cfg
         wall0 = time.perf_counter()
         header = read_header(detections, detections_id)
         job = _Job(source or detections, outputs if source is not None else dataclasses.replace(outputs, video=None),
-                   cfg, video_id or Path(detections).stem, params_id, header.class_names, on_frames, wall0=wall0)
+                   cfg, video_id or Path(detections).stem, params_id, header.class_names, on_frames, wall0=wall0,
+                   execution={**header.execution, "tracking": "re-tracked from the detections stage"})
         info = VideoInfo(os.fspath(source or detections), header.width, header.height, header.fps,
                          header.frame_count, 0, "", 0.0)
         tracking = _TrackStage(cfg, info, job.timer, class_groups(cfg, job.names))
@@ -198,6 +219,7 @@ class _Job:
     on_frames: Callable[[int], None] | None = None
     timer: StageTimer = field(default_factory=StageTimer)
     wall0: float = field(default_factory=time.perf_counter)
+    execution: dict[str, str] = field(default_factory=dict)  # Models.execution(), or the detections stage's
 
     def progress(self, tracking: _TrackStage) -> None:
         if self.on_frames:
@@ -353,4 +375,5 @@ def _summary(job: _Job, tracking: _TrackStage, done: _Written) -> VideoSummary:
         stage_seconds={k: round(v, 3) for k, v in sorted(job.timer.seconds.items())},
         wall_seconds=round(time.perf_counter() - job.wall0, 3),
         outputs={"tracks": os.fspath(job.outputs.tracks), "video": os.fspath(done.video) if done.video else None},
+        execution=job.execution,
         tracker_frames=tracking.tracker_frames, refine=asdict(done.stats))

@@ -77,6 +77,11 @@ class Attempt:
     stage_seconds: str = "{}"  # JSON: seconds per stage (fetch, decode, detect, embed, track, write, encode, publish)
     tracker_frames: str = "{}"  # JSON: frame counts the tracker used, resolved from seconds and the video's fps
     detections: str = ""  # detected | cached (re-tracked from the detections stage) | fallback (cache unusable)
+    # what made the rows (tracking.pipeline.Models.execution; for a cached video, what made its detections):
+    device: str = ""  # cpu, or cuda:N with the GPU's name
+    backend: str = ""  # each network's runtime, e.g. "detector openvino; reid openvino"
+    precision: str = ""  # each network's runtime and precision, e.g. "detector torch fp16; reid openvino fp32 (cpu)"
+    cpu: str = ""  # the CPU's model and the ISA features that decide CPU results' speed [avx2,avx512,vnni,...]
     node_id: str = ""
     worker_pid: int = 0
     started_at: str = ""

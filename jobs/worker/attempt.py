@@ -73,6 +73,8 @@ class VideoAttempt:
         row.frames, row.rows = summary.frames, summary.rows
         row.frames_declared = summary.frames_declared
         row.tracker_frames = json.dumps(summary.tracker_frames, sort_keys=True)
+        for key in ("device", "backend", "precision", "cpu"):
+            setattr(row, key, summary.execution.get(key, ""))
         t = time.perf_counter()
         with stage("publish"):
             still_held()  # a lease lost while processing (renewals failed): another run may own it now
