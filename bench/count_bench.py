@@ -5,7 +5,7 @@ runs as its own process (`python -m jobs count`), so its seconds include start-u
 memory is its own. Prints one line:
 
     python -m bench.count_bench                  # or: vidtrack-bench --count
-    count: 10,000,000 rows, 1000 videos; 3 lines + 1 zone 7.9 s, peak 1.2 GiB; moved line 7.7 s, peak 1.2 GiB ...
+    count: 10,000,000 rows, 1000 videos, 2 CPUs (load 0.3); 3 lines + 1 zone 7.9 s (12.0 CPU s), peak 1.20 GiB, ...
 
 Synthetic, not a timed test: the numbers go to README's counting section.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -83,18 +84,21 @@ def _tracks(vid: str, rng: np.random.Generator, rows: int, length: int) -> pa.Ta
     }).sort_by([("frame_index", "ascending"), ("track_id", "ascending")])
 
 
-def timed_count(dataset: Path, lines: tuple[str, ...]) -> tuple[float, float, dict[str, object]]:
-    """(seconds, peak GiB, the JSON totals) of one `vidtrack count` process."""
+def timed_count(dataset: Path, lines: tuple[str, ...]) -> tuple[float, float, float, dict[str, object]]:
+    """(seconds, CPU seconds, peak GiB, the JSON totals) of one `vidtrack count` process."""
     argv = [sys.executable, "-m", "jobs", "count", str(dataset), "--zone", ZONE, "--bucket", "1h", "--json"]
     for line in lines:
         argv += ["--line", line]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise SystemExit(f"vidtrack count failed ({proc.returncode}): {proc.stderr.strip()}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB; the largest child so far
-    return seconds, peak, json.loads(proc.stdout.strip().splitlines()[-1])
+    return seconds, cpu, peak, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         dataset = root / PARAMS_ID
         rows = duckdb.connect().execute(f"select count(*) from read_parquet('{dataset}/tracks/*/*.parquet', "
                                         "hive_partitioning=false)").fetchall()[0][0]
-        s1, m1, first = timed_count(dataset, LINES)
-        s2, m2, moved = timed_count(dataset, (MOVED, *LINES[1:]))
+        s1, c1, m1, first = timed_count(dataset, LINES)
+        s2, c2, m2, moved = timed_count(dataset, (MOVED, *LINES[1:]))
         crossings = sum(v["in"] + v["out"] for v in first["lines"].values())  # type: ignore[attr-defined]
-        print(f"count: {rows:,} rows, {args.videos} videos; 3 lines + 1 zone {s1:.1f} s, peak {m1:.2f} GiB "
-              f"({crossings:,} crossings); moved line {s2:.1f} s, peak {m2:.2f} GiB (set {moved['set_id']} vs "
-              f"{first['set_id']}); dataset made in {made:.0f} s")
+        print(f"count: {rows:,} rows, {args.videos} videos, {os.cpu_count()} CPUs (load {os.getloadavg()[0]:.1f}); "
+              f"3 lines + 1 zone {s1:.1f} s ({c1:.1f} CPU s), peak {m1:.2f} GiB, {crossings:,} crossings; "
+              f"moved line {s2:.1f} s ({c2:.1f} CPU s), peak {m2:.2f} GiB, set {moved['set_id']} vs "
+              f"{first['set_id']}; dataset made in {made:.0f} s")
     return 0
 
 

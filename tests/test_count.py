@@ -168,6 +168,21 @@ def test_toml_maps_key_globs_to_lines(tmp_path: Path, capsys: pytest.CaptureFixt
     assert got["lines"] == {"door": {"in": 3, "out": 2}} and got["zones"]["box"]["entries"] == 5
 
 
+def test_each_camera_counts_its_own_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two cameras with different lines and zones (the per-video geometry path, joined per row),
+    plus a command-line line for both."""
+    ds = write_dataset(tmp_path, {"a": PATHS, "b": PATHS}, key="{}/clip.mp4")
+    cfg = tmp_path / "cams.toml"
+    cfg.write_text('[[camera]]\nkey = "a/*"\nlines = { door = [50, 200, 400, 200] }\n'
+                   'zones = { box = [80, 180, 320, 180, 320, 260, 80, 260] }\n'
+                   '[[camera]]\nkey = "b/*"\nlines = { door = [50, 120, 400, 120] }\n'
+                   'zones = { box = [480, 150, 560, 150, 560, 250, 480, 250] }\n')
+    got = count_json(capsys, str(ds), "--config", str(cfg), "--line", "all=50,200,400,200", "--hysteresis", "4")
+    assert got["lines"] == {"all": {"in": 6, "out": 4}, "door": {"in": 3 + 1, "out": 2 + 1}}
+    assert got["zones"]["box"]["entries"] == 5 + 1  # b's box: only track 4 walks through it
+    assert got["zones"]["box"]["exits"] == 4 + 1
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--line", "door=50,200,900,200"], "line 'door' (50,200)-(900,200) lies outside the 640x480 frame"),
     (["--line", "door=10,10,10,10"], "line 'door' (10,10)-(10,10) has zero length"),

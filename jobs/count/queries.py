@@ -16,6 +16,7 @@ band being within h of its outline.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,8 @@ from jobs.count.source import Video
 if TYPE_CHECKING:
     import duckdb
 
-WINDOW = "partition by video_id, track_id order by frame_index"
+WINDOW = "partition by vno, track_id order by frame_index"
+GEO_COLUMN = re.compile(r"\b(?:l\d+_(?:ax|ay|bx|by)|z\d+_(?:x\d+|y\d+|minx|miny|maxx|maxy))\b")
 
 
 def geo_table(videos: Sequence[Video]) -> pa.Table:
@@ -36,7 +38,7 @@ def geo_table(videos: Sequence[Video]) -> pa.Table:
     repeating its first point, which adds only zero-length edges)."""
     n_lines = max((len(v.lines) for v in videos), default=0)
     n_zones = max((len(v.zones) for v in videos), default=0)
-    cols: dict[str, list[object]] = {"video_id": [v.video_id for v in videos],
+    cols: dict[str, list[object]] = {"vno": list(range(len(videos))), "video_id": [v.video_id for v in videos],
                                      "source_key": [v.source_key for v in videos],
                                      "fps": [v.fps for v in videos], "t0": [v.start or 0.0 for v in videos],
                                      "dur": [v.duration_s for v in videos],
@@ -49,13 +51,18 @@ def geo_table(videos: Sequence[Video]) -> pa.Table:
     for k in range(n_zones):
         zs = [v.zones[k] if k < len(v.zones) else None for v in videos]
         cols[f"z{k}_name"] = [z.name if z else None for z in zs]
+        for i, bound in enumerate(("minx", "miny")):
+            cols[f"z{k}_{bound}"] = [min(p[i] for p in z.points) if z else None for z in zs]
+        for i, bound in enumerate(("maxx", "maxy")):
+            cols[f"z{k}_{bound}"] = [max(p[i] for p in z.points) if z else None for z in zs]
         n_pts = max(len(z.points) for z in zs if z)
         for j in range(n_pts):
             pts = [(z.points + (z.points[0],) * n_pts)[j] if z else None for z in zs]
             cols[f"z{k}_x{j}"] = [p[0] if p else None for p in pts]
             cols[f"z{k}_y{j}"] = [p[1] if p else None for p in pts]
-    return pa.table({k: pa.array(v, pa.float64() if k not in ("video_id", "source_key", "wall") and
-                                 not k.endswith("_name") else None) for k, v in cols.items()})
+    types = {"vno": pa.int32(), "video_id": pa.string(), "source_key": pa.string(), "wall": pa.bool_()}
+    return pa.table({k: pa.array(v, types.get(k, pa.string() if k.endswith("_name") else pa.float64()))
+                     for k, v in cols.items()})
 
 
 def slots(geo: pa.Table) -> tuple[int, list[int]]:
@@ -89,33 +96,83 @@ def _zone_exprs(k: int, n: int) -> tuple[str, str]:
     return f"(({' + '.join(crossings)}) % 2 = 1)", f"least({', '.join(dists)})"
 
 
-def _base_sql(spec: CountSpec) -> str:
+def constants(geo: pa.Table) -> dict[str, float]:
+    """The geometry columns that hold one value for every video (a line given on the command
+    line): the heavy pass uses them as literals and, when all are, does not join `geo` at all."""
+    out = {}
+    for name in geo.column_names:
+        values = set(geo.column(name).to_pylist()) if GEO_COLUMN.fullmatch(name) else set()
+        if len(values) == 1 and None not in values:
+            out[name] = float(values.pop())
+    return out
+
+
+def _inline(sql: str, consts: dict[str, float]) -> tuple[str, bool]:
+    """(sql with constant geometry columns as literals, whether it still needs `geo`)."""
+    out = GEO_COLUMN.sub(lambda m: repr(consts[m.group(0)]) if m.group(0) in consts else m.group(0), sql)
+    return out, GEO_COLUMN.search(out) is not None
+
+
+def _base_sql(spec: CountSpec, join_geo: bool) -> str:
     anchor_y = "t.y2" if spec.anchor == "bottom_center" else "(t.y1 + t.y2) / 2"
     classes = ""
     if spec.classes:
         classes = " and t.class_name in (" + ", ".join("'" + c.replace("'", "''") + "'" for c in spec.classes) + ")"
-    return (f"select t.video_id, t.track_id, t.frame_index, t.timestamp_s, t.class_name, "
-            f"((t.x1 + t.x2) / 2)::double as px, ({anchor_y})::double as py, g.* exclude (video_id, source_key) "
-            f"from tracks t join geo g using (video_id) "
+    geo = ", g.* exclude (vno, video_id, source_key) from tracks t join geo g using (vno)" if join_geo \
+        else " from tracks t"
+    return (f"select t.vno, t.track_id, t.frame_index, t.timestamp_s, t.class_name, "
+            f"((t.x1 + t.x2) / 2)::double as px, ({anchor_y})::double as py{geo} "
             f"where coalesce(t.box_source, 'detected') <> 'predicted'{classes}")
 
 
 def _sides_sql(n_lines: int, zones: list[int], h: float) -> str:
-    cols = []
-    for k in range(n_lines):
-        s, _ = _line_exprs(k)
-        cols.append(f"{s} as s{k}")
+    """Per row: the signed distance to each line, inside-or-not and squared distance to the
+    outline of each zone."""
+    cols = [f"{_line_exprs(k)[0]} as s{k}" for k in range(n_lines)]
     for k, n in enumerate(zones):
         inside, dist2 = _zone_exprs(k, n)
-        cols += [f"{inside} as zin{k}", f"{dist2} as zd{k}"]
-    return ", ".join(cols) if cols else "1 as _none"
+        # most anchors are nowhere near a zone: its bounding box (grown by h) spares them the outline
+        far = f"(px < z{k}_minx - {h!r} or px > z{k}_maxx + {h!r} or py < z{k}_miny - {h!r} or py > z{k}_maxy + {h!r})"
+        cols += [f"case when {far} then false else {inside} end as zin{k}",
+                 f"case when {far} then {(h + 1) ** 2!r} else {dist2} end as zd{k}"]
+    return ", ".join(cols) or "0 as _none"
 
 
-def _state_sql(n_lines: int, zones: list[int], h: float) -> str:
+def _state_sql(n_lines: int, n_zones: int, h: float) -> str:
+    """The side of each line (+1 `in`, -1 `out`, null within h of it) and of each zone (+1
+    inside, -1 outside, null within h of its outline)."""
     cols = [f"case when s{k} > {h!r} then 1 when s{k} < {-h!r} then -1 end as st{k}" for k in range(n_lines)]
     cols += [f"case when zd{k} > {h * h!r} then (case when zin{k} then 1 else -1 end) end as zs{k}"
-             for k in range(len(zones))]
-    return ", ".join(cols) if cols else "1 as _none2"
+             for k in range(n_zones)]
+    return ", ".join(cols) or "0 as _none"
+
+
+def _packed_sql(n_lines: int, n_zones: int) -> list[str]:
+    """Every side of a row packed into BIGINTs (3 states a slot: none, -1, +1; 39 slots each)."""
+    states = [f"st{k}" for k in range(n_lines)] + [f"zs{k}" for k in range(n_zones)]
+    chunks = [states[i:i + 39] for i in range(0, len(states), 39)]
+    return [" + ".join(f"coalesce({c} + 2, 0)::bigint * {3 ** i}" for i, c in enumerate(chunk)) for chunk in chunks]
+
+
+def _changes_sql(spec: CountSpec, n_lines: int, zones: list[int], consts: dict[str, float]) -> str:
+    """The rows where any side differs from the previous or the next row of the track (with
+    each track's first and last rows). Every run of rows on one side keeps its first and last
+    row, so the last row with a side before any row is kept too: the windows of `marks` see
+    exactly what they would over all rows, on a small fraction of them. Only the anchor goes
+    through the sort (the sides are computed again for the rows kept: a narrow sort is the
+    cheap one)."""
+    h = float(spec.hysteresis_px)
+    packed = _packed_sql(n_lines, len(zones)) or ["0::bigint"]
+    pk = ", ".join(f"{p} as pk{i}" for i, p in enumerate(packed))
+    moved = " or ".join(f"pk{i} is distinct from lag(pk{i}) over wo or pk{i} is distinct from lead(pk{i}) over wo"
+                        for i in range(len(packed)))
+    row = "vno, track_id, frame_index, timestamp_s, class_name, px, py"
+    sides, join_geo = _inline(_sides_sql(n_lines, zones, h), consts)
+    return f"""
+        with sides as (select {row}, {sides} from ({_base_sql(spec, join_geo)})),
+             states as (select *, {_state_sql(n_lines, len(zones), h)} from sides),
+             packed as (select {row}, {pk} from states)
+        select * from packed window wo as ({WINDOW}) qualify {moved}"""
 
 
 def _window_sql(n_lines: int, zones: list[int]) -> str:
@@ -150,22 +207,27 @@ def _mark_sql(n_lines: int, zones: list[int]) -> tuple[str, str]:
     return ", ".join(cols), " or ".join(keep) or "false"
 
 
-def build_marks(con: duckdb.DuckDBPyConnection, spec: CountSpec, n_lines: int, zones: list[int]) -> None:
+def build_marks(con: duckdb.DuckDBPyConnection, spec: CountSpec, geo: pa.Table) -> None:
     """Table `marks`: the rows where a line is crossed or a zone entered or left, and each
-    track's first and last rows when it is inside a zone there."""
+    track's first and last rows when it is inside a zone there. Two passes: a cheap one
+    (lag/lead over all rows) keeps the rows where a side changes, the windows that carry the
+    last side seen run over those only."""
+    n_lines, zones = slots(geo)
     h = float(spec.hysteresis_px)
     marks, keep = _mark_sql(n_lines, zones)
+    con.execute(f"create temp table changes as {_changes_sql(spec, n_lines, zones, constants(geo))}")
     con.execute(f"""
         create temp table marks as
-        with base as ({_base_sql(spec)}),
-             sides as (select *, {_sides_sql(n_lines, zones, h)} from base),
-             states as (select *, {_state_sql(n_lines, zones, h)} from sides),
+        with c as (select c.*, g.* exclude (vno, source_key) from changes c join geo g using (vno)),
+             sides as (select *, {_sides_sql(n_lines, zones, h)} from c),
+             states as (select *, {_state_sql(n_lines, len(zones), h)} from sides),
              win as (select *, {_window_sql(n_lines, zones)} from states
                      window wp as ({WINDOW} rows between unbounded preceding and 1 preceding),
                             wa as ({WINDOW} rows between unbounded preceding and unbounded following),
                             wo as ({WINDOW}))
         select video_id, track_id, class_name, frame_index, timestamp_s, px, py, {marks}
         from win where {keep}""")
+    con.execute("drop table changes")
 
 
 def build_events(con: duckdb.DuckDBPyConnection, n_lines: int, n_zones: int) -> None:

@@ -125,21 +125,25 @@ def check_classes(spec: CountSpec, known: set[str]) -> None:
 
 
 def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, videos: list[Video]) -> None:
-    """View `tracks` (TRACK_COLUMNS) over the selected videos' track files."""
+    """View `tracks` (TRACK_COLUMNS and `vno`, a number per video that windows partition on:
+    sorting on an integer is cheaper than on the video_id string) over the selected videos'
+    track files: local files read in place by DuckDB, S3 objects through pyarrow's filesystem."""
     keys = [layout.tracks(v.video_id) for v in videos]
     paths = [layout.storage.local_path(k) for k in keys]
-    if not keys:
-        con.register("tracks", TRACK_COLUMNS.empty_table())
-    elif all(p is not None for p in paths):
+    if keys and all(p is not None for p in paths):
         files = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
-        con.execute(f"create view tracks_raw as select * from read_parquet({files}, union_by_name=true, "
-                    "hive_partitioning=false)")
+        con.execute(f"create view tracks_raw as select *, file_index::integer as vno from read_parquet({files}, "
+                    "union_by_name=true, hive_partitioning=false)")  # one file per video: its index numbers it
         present = {r[0] for r in con.execute("describe tracks_raw").fetchall()}
         cols = ", ".join(f.name if f.name in present else f"cast(null as varchar) as {f.name}"
                          for f in TRACK_COLUMNS)
-        con.execute(f"create view tracks as select {cols} from tracks_raw")
-    else:
-        con.register("tracks", layout.storage.parquet_dataset(keys).replace_schema(TRACK_COLUMNS))
+        con.execute(f"create view tracks as select vno, {cols} from tracks_raw")
+        return
+    data = layout.storage.parquet_dataset(keys).replace_schema(TRACK_COLUMNS) if keys else TRACK_COLUMNS.empty_table()
+    con.register("tracks_arrow", data)
+    con.register("video_numbers", pa.table({"video_id": [v.video_id for v in videos],
+                                            "vno": pa.array(range(len(videos)), pa.int32())}))
+    con.execute("create view tracks as select n.vno, t.* from tracks_arrow t join video_numbers n using (video_id)")
 
 
 def _sql_str(value: str) -> str:
