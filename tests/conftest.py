@@ -11,6 +11,7 @@ VIDTRACK_REQUIRE_SHARED=1 to make that an error instead (CI).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import av
 import cv2
@@ -53,25 +54,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
 
 
+_Dst = TypeVar("_Dst", Path, BinaryIO)
+
+
 def need_shared(*paths: Path) -> None:
     """Skip the calling test (or fixture) when shared test data is missing, naming it."""
     missing = [str(p) for p in paths if not p.exists()]
     if not missing:
         return
     reason = f"shared test data not found: {', '.join(missing)} (set VIDTRACK_SHARED to the shared/ folder)"
-    if os.environ.get("VIDTRACK_REQUIRE_SHARED"):
+    if os.environ.get("VIDTRACK_REQUIRE_SHARED", "") not in ("", "0"):
         pytest.fail(reason)
     pytest.skip(reason)
 
 
-def write_video(path: Path, frames: Iterator[np.ndarray] | list[np.ndarray], fps: float = 25.0,
+def write_video(path: _Dst, frames: Iterator[np.ndarray] | list[np.ndarray], fps: float = 25.0,
                 codec: str = "libx264", pix_fmt: str = "yuv420p", container_format: str | None = None,
                 rotation: int | None = None, pts: list[int] | None = None,
-                time_base: Fraction | None = None, options: dict[str, str] | None = None) -> Path:
-    """Encode BGR frames with PyAV (real codecs). `pts`/`time_base` give explicit timing."""
+                time_base: Fraction | None = None, options: dict[str, str] | None = None) -> _Dst:
+    """Encode BGR frames with PyAV (real codecs) to a file, or on at the end of an open binary file
+    (one segment after another). `pts`/`time_base` give explicit timing. Returns `path`."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=container_format, options=options or {}) as c:
+    with av.open(path if not isinstance(path, Path) else str(path), "w", format=container_format,
+                 options=options or {}) as c:
         s = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
         if time_base is not None:
@@ -90,6 +96,20 @@ def write_video(path: Path, frames: Iterator[np.ndarray] | list[np.ndarray], fps
     return path
 
 
+def read_frames(src: Path, n: int, start: int = 0) -> list[np.ndarray]:
+    """Frames start..start+n-1 of a real video, decoded to BGR (fewer if it is shorter)."""
+    need_shared(src)
+    frames = []
+    with av.open(str(src)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i < start:
+                continue
+            frames.append(f.to_ndarray(format="bgr24"))
+            if len(frames) == n:
+                break
+    return frames
+
+
 def read_images(folder: Path, n: int | None = None) -> list[np.ndarray]:
     need_shared(folder)
     files = sorted(folder.glob("*.jpg"))[:n]
@@ -100,16 +120,8 @@ def cut_video(src: Path, dst: Path, n: int, start: int = 0) -> Path:
     """n frames of a real video from frame `start`, re-encoded as H.264 at its own rate."""
     need_shared(src)
     with av.open(str(src)) as c:
-        s = c.streams.video[0]
-        fps = float(s.average_rate or 25)
-        frames = []
-        for i, f in enumerate(c.decode(s)):
-            if i < start:
-                continue
-            frames.append(f.to_ndarray(format="bgr24"))
-            if len(frames) == n:
-                break
-    return write_video(dst, frames, fps=fps)
+        fps = float(c.streams.video[0].average_rate or 25)
+    return write_video(dst, read_frames(src, n, start), fps=fps)
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +171,36 @@ def make_archive_clips(folder: Path, count: int, frames: int) -> list[Path]:
 
 
 JOB_OVERRIDES = [f"detector.model={MODEL}", "detector.imgsz=320", "detector.classes=['person', 'car']"]
+
+
+def job_spec(inp: str | Path, out: str | Path, *overrides: str, **fields: Any) -> Any:
+    """A `jobs.run.JobSpec` for a test run: JOB_OVERRIDES then `overrides` as the parameters, no
+    progress bar, and `fields` (any other JobSpec field: actors=1, endpoint_url=...)."""
+    from jobs.config import load_config
+    from jobs.run import JobSpec
+
+    return JobSpec(input=str(inp), output=str(out), config=load_config(None, [*JOB_OVERRIDES, *overrides]),
+                   **{"progress": False, **fields})
+
+
+def fresh_python(code: str, env: dict[str, str] | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter from the repository root (nothing this test session
+    has imported is loaded there); `env`: its whole environment (default: this one's)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def loaded_after(code: str, packages: tuple[str, ...], env: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """Which of `packages` (each a package or module, with its submodules) a fresh interpreter
+    has imported after running `code`, and what `code` printed. A failing `code` fails the test."""
+    probe = (f"{code}\nimport json, sys\n"
+             f"print('LOADED', json.dumps(sorted({{p for p in {packages!r} for m in sys.modules "
+             f"if m == p or m.startswith(p + '.')}})))")
+    r = fresh_python(probe, env)
+    assert r.returncode == 0, r.stderr
+    printed, _, loaded = r.stdout.rpartition("LOADED ")
+    return json.loads(loaded), printed
 
 
 @pytest.fixture

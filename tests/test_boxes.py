@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracking.boxes import ltwh_to_xyxy, xyxy_to_ltwh
+from tracking.boxes import box_iou, ltwh_to_xyxy, xyxy_to_ltwh
 from tracking.detections import Detections
 from tracking.mot import MotSequence, tracks_to_mot
 from tracking.records import TrackTableWriter
@@ -64,3 +64,11 @@ def test_mot_files_round_trip_boxes(tmp_path: Path) -> None:
     seq = MotSequence("s", tmp_path, tmp_path, 1, "MOT15")
     back = seq.public_detections()[0]
     assert np.allclose(back.xyxy, np.array(boxes), atol=0.006)
+
+
+def test_box_iou_known_values() -> None:
+    """The tracker's second association (tracking/tracker.py) matches by this IoU."""
+    a = np.array([[0, 0, 10, 10], [0, 0, 2, 2]], np.float64)
+    b = np.array([[5, 0, 15, 10], [0, 0, 10, 10], [20, 20, 30, 30]], np.float64)
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 1.0, 0.0], [0.0, 4 / 100, 0.0]])
+    assert box_iou(a, b[:0]).shape == (2, 0)

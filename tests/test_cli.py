@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import EXIT_USAGE, main
-from tests.conftest import MODEL, need_shared
+from tests.conftest import MODEL, loaded_after, need_shared
 
 
 def test_track_command(tud_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,14 +46,9 @@ def test_bad_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_help_and_the_driver_import_no_torch() -> None:
     """`vidtrack --help`, `vidtrack run --help` and the Ray driver's modules stay light: no torch,
     no ultralytics (a fresh interpreter, so nothing else imported them first)."""
-    import subprocess
-    import sys
-
-    code = ("import sys\nfrom jobs.cli import main\n"
+    code = ("from jobs.cli import main\n"
             "for argv in (['--help'], ['run', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "import jobs.run, jobs.run.pool, jobs.worker.actor, jobs.dataset.manifest, jobs.modelref\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'ultralytics', 'deep_sort_realtime') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
-    assert "HEAVY []" in out and "--input" in out
+            "import jobs.run, jobs.run.pool, jobs.worker.actor, jobs.dataset.manifest, jobs.modelref\n")
+    heavy, out = loaded_after(code, ("torch", "ultralytics", "deep_sort_realtime"))
+    assert heavy == [] and "--input" in out

@@ -8,18 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.config import load_config
-from jobs.run import JobSpec, run_job
-from tests.conftest import JOB_OVERRIDES, make_archive_clips
-
-
-def _spec(inp: Path, out: Path) -> JobSpec:
-    return JobSpec(input=str(inp), output=str(out), config=load_config(None, [*JOB_OVERRIDES]), progress=False)
+from jobs.run import run_job
+from tests.conftest import job_spec, make_archive_clips
 
 
 def test_work_spreads_over_both_nodes(cluster: tuple[Any, list[Any]], tmp_path: Path) -> None:
     make_archive_clips(tmp_path / "in", 6, 8)
-    r = run_job(_spec(tmp_path / "in", tmp_path / "out"))
+    r = run_job(job_spec(tmp_path / "in", tmp_path / "out"))
     assert (r.ok, r.failed) == (6, 0)
     nodes = {a.node_id for a in r.attempts if a.status == "ok"}
     assert len(nodes) == 2  # one actor per worker node, both used
@@ -42,7 +37,7 @@ def test_losing_a_node_mid_run_still_completes(cluster: tuple[Any, list[Any]], t
 
     t = threading.Thread(target=remove_when_started)
     t.start()
-    r = run_job(_spec(tmp_path / "in", out))
+    r = run_job(job_spec(tmp_path / "in", out))
     t.join()
     assert removed
     assert (r.ok, r.failed) == (6, 0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, fresh_python
 
 
 def test_opencv_is_the_headless_build_only() -> None:
@@ -31,11 +31,6 @@ def test_deep_sort_realtime_needs_no_pkg_resources() -> None:
     assert "deep_sort_realtime.embedder.embedder_pytorch" not in sys.modules
 
 
-def _python(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.mark.parametrize("module", ["tracking.detector", "tracking.pipeline"])
 def test_ultralytics_never_autoinstalls(module: str) -> None:
     """In a fresh interpreter whose environment does not set YOLO_AUTOINSTALL (the test
@@ -43,7 +38,7 @@ def test_ultralytics_never_autoinstalls(module: str) -> None:
     module turns ultralytics' run-time pip installs off."""
     env = {k: v for k, v in os.environ.items() if k != "YOLO_AUTOINSTALL"}
     code = f"import {module}\nfrom ultralytics.utils import AUTOINSTALL\nprint('AUTOINSTALL', AUTOINSTALL)"
-    r = _python(code, env)
+    r = fresh_python(code, env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["AUTOINSTALL", "False"], r.stdout
 
@@ -52,10 +47,29 @@ def test_suite_runs_without_shared_data(tmp_path: Path) -> None:
     """Without ../shared, unit tests still run and tests that need the data skip, naming it."""
     env = {**os.environ, "VIDTRACK_SHARED": str(tmp_path / "no-shared")}
     env.pop("VIDTRACK_REQUIRE_SHARED", None)
-    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", "--durations=0",
+    report = tmp_path / "junit.xml"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", f"--junitxml={report}",
                         "tests/test_video.py", "tests/test_tracker.py::test_detections_shape_checked",
                         "tests/test_pipeline.py::test_tud_campus_video_end_to_end"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "6 passed, 2 skipped" in r.stdout, r.stdout
-    assert "shared test data not found" in r.stdout and "no-shared" in r.stdout
+    outcomes = _outcomes(report)
+    skipped = {name for name, (outcome, _) in outcomes.items() if outcome == "skipped"}
+    # the data tests skip, naming the missing folder; every other test ran and passed
+    assert {"test_tud_campus_video_end_to_end", "test_real_video_info_and_timestamps"} <= skipped, outcomes
+    assert all("shared test data not found" in why and "no-shared" in why
+               for outcome, why in outcomes.values() if outcome == "skipped"), outcomes
+    passed = {name for name, (outcome, _) in outcomes.items() if outcome == "passed"}
+    assert "test_detections_shape_checked" in passed and passed | skipped == set(outcomes), outcomes
+
+
+def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """Each test case in a pytest JUnit XML report: (passed | skipped | failed, the skip or failure message)."""
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(junit).iter("testcase"):
+        result = next((c for c in case if c.tag in ("skipped", "failure", "error")), None)
+        outcome = "passed" if result is None else {"skipped": "skipped"}.get(result.tag, "failed")
+        out[case.get("name", "")] = (outcome, "" if result is None else result.get("message", ""))
+    return out

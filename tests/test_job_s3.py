@@ -24,7 +24,7 @@ from jobs.config import load_config
 from jobs.exits import EXIT_SOME_FAILED
 from jobs.run import JobSpec, RunResult, run_job
 from jobs.storage import S3Storage
-from tests.conftest import JOB_OVERRIDES, make_archive_clips
+from tests.conftest import JOB_OVERRIDES, job_spec, make_archive_clips
 from tests.conftest import S3_CANARY as CANARY
 
 
@@ -56,8 +56,7 @@ def archive(s3: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 
 def _spec(s3: str, output: str, extra: tuple[str, ...] = (), input: str = "s3://archive/raw/") -> JobSpec:
-    return JobSpec(input=input, output=output, config=load_config(None, [*JOB_OVERRIDES, *extra]),
-                   endpoint_url=s3, actors=2, progress=False)
+    return job_spec(input, output, *extra, endpoint_url=s3, actors=2)
 
 
 def _snapshot(s3: str, bucket: str, prefix: str = "") -> dict[str, str]:
@@ -242,10 +241,13 @@ def test_hostile_keys_and_no_secret_leaks(s3: str, archive: dict[str, Path], ray
     assert CANARY not in caplog.text
     for k in (k for k in out if k.startswith("hostile/")):
         assert CANARY.encode() not in c.get_object(Bucket="results", Key=k)["Body"].read()
-    ray_logs = Path(tempfile_root(), "ray", "session_latest", "logs")
-    for f in ray_logs.rglob("*") if ray_logs.exists() else []:
-        if f.is_file():
-            assert CANARY.encode() not in f.read_bytes(), f
+    import ray._private.worker
+
+    ray_logs = Path(ray._private.worker._global_node.get_logs_dir_path())  # this session's, wherever Ray keeps it
+    logged = [f for f in ray_logs.rglob("*") if f.is_file()]
+    assert logged, f"no Ray log files under {ray_logs}"
+    for f in logged:
+        assert CANARY.encode() not in f.read_bytes(), f
 
 
 def _ours(p: psutil.Process) -> bool:

@@ -3,6 +3,8 @@ local Ray, real signals sent to a real driver process; none of them passes on vi
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import signal
@@ -11,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -23,25 +24,36 @@ from jobs.dataset.manifest import MANIFEST_SCHEMA, Attempt, Status
 from jobs.dataset.markers import DoneMarker, SourceIdentity
 from jobs.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from jobs.plan import DEFAULT_INCLUDE, plan_run, video_id_for
-from jobs.run import JobSpec, run_job
+from jobs.run import run_job
 from jobs.run.session import check_resources
 from jobs.storage import LeaseHeld, LocalStorage, printable
-from tests.conftest import JOB_OVERRIDES, MODEL, REPO, VIDEOS, make_archive_clips, write_video
+from tests.conftest import (
+    JOB_OVERRIDES,
+    MODEL,
+    REPO,
+    VIDEOS,
+    job_spec,
+    make_archive_clips,
+    need_shared,
+    read_frames,
+    write_video,
+)
 from tracking.modelref import file_sha256
 from tracking.video import IncompleteVideoError, VideoReader
 
-pytestmark = pytest.mark.skipif(not (MODEL.exists() and VIDEOS.exists()),
-                                reason=f"needs the shared model and videos ({MODEL.parent.parent})")
+
+@pytest.fixture(scope="module")
+def shared_job_data() -> None:
+    """The shared model and videos a test runs on: it skips without them (fails under
+    VIDTRACK_REQUIRE_SHARED); the tests that need neither run anyway."""
+    need_shared(MODEL, VIDEOS)
+
+
+needs_data = pytest.mark.usefixtures("shared_job_data")
 
 
 def _frames(n: int, src: Path = VIDEOS / "car-detection.mp4") -> list[np.ndarray]:
-    out = []
-    with av.open(str(src)) as c:
-        for f in c.decode(video=0):
-            out.append(f.to_ndarray(format="bgr24"))
-            if len(out) == n:
-                break
-    return out
+    return read_frames(src, n)
 
 
 def _faststart_mp4(path: Path, frames: list[np.ndarray]) -> Path:
@@ -55,16 +67,14 @@ def _cut(path: Path, dst: Path, fraction: float = 0.5) -> Path:
     return dst
 
 
-def _spec(inp: Path, out: Path, *extra: str, **kw: object) -> JobSpec:
-    spec = JobSpec(input=str(inp), output=str(out), config=load_config(None, [*JOB_OVERRIDES, *extra]),
-                   actors=1, progress=False, backoff_seconds=0.1)
-    for k, v in kw.items():
-        setattr(spec, k, v)
-    return spec
+_spec = functools.partial(job_spec, actors=1, backoff_seconds=0.1)
 
 
 def _params_id(*extra: str) -> str:
-    return load_config(None, [*JOB_OVERRIDES, *extra]).params_id(file_sha256(MODEL))
+    from tracking.reid import reid_sha256
+
+    cfg = load_config(None, [*JOB_OVERRIDES, *extra])
+    return cfg.params_id(file_sha256(MODEL), reid_sha256(cfg.embedder.reid_model) if cfg.embedder.reid_model else "")
 
 
 def _blocked(tmp_path: Path, clips: int, frames: int, blocked: str) -> tuple[Path, Path, str]:
@@ -89,6 +99,7 @@ def _manifest_rows(dataset: Path) -> list[dict[str, object]]:
 
 # -- 1. incomplete videos are never ok ------------------------------------------------------
 
+@needs_data
 @pytest.mark.parametrize("kind", ["faststart-mp4", "matroska"])
 def test_truncated_video_fails_decoded_vs_declared(kind: str, tmp_path: Path) -> None:
     frames = _frames(60)
@@ -104,6 +115,7 @@ def test_truncated_video_fails_decoded_vs_declared(kind: str, tmp_path: Path) ->
             pass
 
 
+@needs_data
 def test_shared_videos_are_complete() -> None:
     """No false alarm on real files: every shared video decodes to what it declares."""
     for p in sorted(VIDEOS.glob("*.mp4")):
@@ -111,6 +123,7 @@ def test_shared_videos_are_complete() -> None:
             assert sum(1 for _ in r) == r.info.frame_count > 0
 
 
+@needs_data
 def test_truncated_video_in_a_run_is_failed_and_unpublished(ray_local: None, tmp_path: Path) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
@@ -128,6 +141,7 @@ def test_truncated_video_in_a_run_is_failed_and_unpublished(ray_local: None, tmp
 
 # -- 2. markers carry the source's identity -----------------------------------------------
 
+@needs_data
 def test_changed_source_is_processed_again(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     clips = make_archive_clips(inp, 2, 6)
@@ -178,6 +192,7 @@ def test_markers_of_vidtrack_0_1_are_still_understood(tmp_path: Path) -> None:
 
 # -- 3. infrastructure failures are retried, not remembered as the video's ------------------
 
+@needs_data
 @pytest.mark.parametrize("blocked", ["tracks", "_done"])  # the tracks upload fails / the last write fails
 def test_blocked_output_is_retryable_and_leaves_nothing(blocked: str, ray_local: None, tmp_path: Path) -> None:
     inp, out, pid = _blocked(tmp_path, 1, 6, blocked)
@@ -194,6 +209,7 @@ def test_blocked_output_is_retryable_and_leaves_nothing(blocked: str, ray_local:
     assert (again.ok, again.exit_code) == (1, EXIT_OK)
 
 
+@needs_data
 def test_circuit_breaker_stops_dispatching(ray_local: None, tmp_path: Path) -> None:
     inp, out, _ = _blocked(tmp_path, 5, 4, "videos")
     r = run_job(_spec(inp, out, max_attempts=1, breaker_threshold=2))
@@ -213,6 +229,7 @@ def test_upload_error_leaves_no_partial_file(tmp_path: Path) -> None:
 
 # -- 4. empty success is a usage error; 5/7. clear causes, nothing written ------------------
 
+@needs_data
 @pytest.mark.parametrize("case", ["missing", "file", "empty", "no-videos"])
 def test_nothing_to_do_because_of_the_input_is_a_usage_error(case: str, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,6 +259,7 @@ def test_bad_flags_are_one_line_usage_errors(args: list[str], message: str, tmp_
     assert "_utc_datetime" not in err and "_positive" not in err
 
 
+@needs_data
 def test_output_that_is_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_archive_clips(tmp_path / "in", 1, 3)
     (tmp_path / "out").write_text("x")
@@ -259,6 +277,7 @@ def test_unsatisfiable_resources_fail_at_once_not_hang() -> None:
         check_resources(3, 0, nodes)
 
 
+@needs_data
 @pytest.mark.parametrize("extra, message", [
     (["--gpus-per-actor", "1"], "no node of the Ray cluster"),
     (["--set", "detector.classes=['persn']"], "'persn' is not a class"),
@@ -300,6 +319,7 @@ def _wait_for(pred: object, timeout: float = 180) -> None:
 
 
 @pytest.mark.slow
+@needs_data
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -323,6 +343,7 @@ def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_pat
     assert again.wait(timeout=300) == EXIT_OK
 
 
+@needs_data
 @pytest.mark.slow
 def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -341,6 +362,7 @@ def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
     assert not list(dataset.glob("_journal/*/*.json"))
 
 
+@needs_data
 def test_manifest_that_cannot_be_written_is_kept_locally(ray_local: None, tmp_path: Path) -> None:
     inp, out, _ = _blocked(tmp_path, 1, 4, "manifest")
     r = run_job(_spec(inp, out))
@@ -351,9 +373,24 @@ def test_manifest_that_cannot_be_written_is_kept_locally(ray_local: None, tmp_pa
 
 
 def test_manifest_schema_is_the_row_type() -> None:
-    from dataclasses import fields
+    """The manifest's columns as README documents them and the report's queries read them: a
+    field added to, renamed in or retyped in `Attempt` shows here (and needs README and the
+    report looked at), as does a manifest row that no longer round-trips."""
+    import pyarrow as pa
 
-    assert MANIFEST_SCHEMA.names == [f.name for f in fields(Attempt)]
+    text = {"video_id", "source_key", "status", "error_class", "error_stage", "error_message", "source_modified",
+            "source_etag", "stage_seconds", "tracker_frames", "detections", "device", "backend", "precision", "cpu",
+            "node_id", "started_at", "finished_at", "run_id", "params_id"}
+    ints = {"attempt", "frames", "frames_declared", "rows", "bytes_in", "worker_pid"}
+    order = ["video_id", "source_key", "attempt", "status", "error_class", "error_stage", "error_message", "frames",
+             "frames_declared", "rows", "bytes_in", "source_modified", "source_etag", "seconds", "stage_seconds",
+             "tracker_frames", "detections", "device", "backend", "precision", "cpu", "node_id", "worker_pid",
+             "started_at", "finished_at", "run_id", "params_id"]
+    documented = [(n, pa.string() if n in text else pa.int64() if n in ints else pa.float64()) for n in order]
+    assert pa.schema(documented) == MANIFEST_SCHEMA
+    row = Attempt("v", "cam/v.mp4", 2, Status.RETRYABLE, error_class="OSError", frames=7, seconds=1.5)
+    table = pa.Table.from_pylist([dataclasses.asdict(row)], schema=MANIFEST_SCHEMA)
+    assert [Attempt(**r) for r in table.to_pylist()] == [row]
     assert {s.value for s in Status} == {"ok", "failed", "retryable", "lost", "cancelled", "skipped"}
 
 
@@ -378,6 +415,7 @@ def test_listing_is_case_insensitive_follows_links_and_counts_the_rest(tmp_path:
     assert plan.ignored == {"not a video name (--include)": 2, "symlink loop": 1, "broken symlink or unreadable": 1}
 
 
+@needs_data
 def test_a_name_that_is_not_utf8_is_processed_and_reported_escaped(ray_local: None, tmp_path: Path) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
@@ -404,6 +442,7 @@ def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
         pass
 
 
+@needs_data
 def test_video_leased_by_another_run_is_not_processed_twice(ray_local: None, tmp_path: Path) -> None:
     inp, out = tmp_path / "in", tmp_path / "out"
     make_archive_clips(inp, 2, 4)
@@ -417,6 +456,7 @@ def test_video_leased_by_another_run_is_not_processed_twice(ray_local: None, tmp
     assert run_job(_spec(inp, out)).ok == 1  # the next run does it
 
 
+@needs_data
 def test_progress_inside_a_video_is_visible_while_it_runs(ray_local: None, tmp_path: Path) -> None:
     import ray
 
@@ -449,17 +489,8 @@ def test_size_change_mid_stream_is_the_videos_own_failure(tmp_path: Path) -> Non
     joined = tmp_path / "joined.ts"
     rng = np.random.default_rng(0)
     with joined.open("wb") as out:
-        for w, h in ((160, 120), (96, 64)):
-            with av.open(out, "w", format="mpegts") as c:  # one recorder segment after the other
-                s = c.add_stream("libx264", rate=25)
-                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-                for i in range(10):
-                    f = av.VideoFrame.from_ndarray(rng.integers(0, 255, (h, w, 3), np.uint8), format="bgr24")
-                    f.pts = i
-                    for p in s.encode(f):
-                        c.mux(p)
-                for p in s.encode(None):
-                    c.mux(p)
+        for w, h in ((160, 120), (96, 64)):  # one recorder segment after the other
+            write_video(out, [rng.integers(0, 255, (h, w, 3), np.uint8) for _ in range(10)], container_format="mpegts")
     # which check fires first depends on where the demuxer notices the join: the second segment's
     # packets may be flagged (continuity counters restart) before a frame of the new size decodes
     with VideoReader(joined) as r, pytest.raises(VideoError, match=r"size changes mid-stream|corrupt packet"):

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import TUD, write_video
+from tests.conftest import TUD, cut_video, write_video
 from tracking.pipeline import VideoOutputs, process_video
 from tracking.records import TRACK_SCHEMA
 from tracking.video import VideoError, probe
@@ -56,15 +56,19 @@ def test_image_folder_source(fast_cfg, fast_models, tmp_path: Path) -> None:  # 
     assert s.frames == 12 and out.tracks.exists() and s.outputs["video"] is None
 
 
-@pytest.mark.parametrize("name", ["car-detection", "one-by-one-person-detection"])
-def test_shared_street_videos(name: str, short_clips: dict[str, Path], fast_cfg, fast_models,  # type: ignore[no-untyped-def]
-                              tmp_path: Path) -> None:
+@pytest.mark.parametrize("name, start, seen", [("car-detection", 200, "car"),
+                                               ("one-by-one-person-detection", 120, "person")])
+def test_shared_street_videos(name: str, start: int, seen: str, shared_videos: Path, fast_cfg,  # type: ignore[no-untyped-def]
+                              fast_models, tmp_path: Path) -> None:
+    """20 frames of each street video from a moment with `seen` in view (the first 20 of the car
+    video show none at this size): tracked, IDs 1..N, every frame drawn."""
+    clip = cut_video(shared_videos / f"{name}.mp4", tmp_path / f"{name}.mp4", 20, start=start)
     out = VideoOutputs.in_dir(tmp_path, name)
-    s = process_video(short_clips[name], out, fast_cfg, fast_models)
+    s = process_video(clip, out, fast_cfg, fast_models)
     assert s.frames == 20 and (s.width, s.height) == (768, 432)
     t = pq.read_table(out.tracks)
-    if t.num_rows:
-        assert pc.min(t["track_id"]).as_py() == 1
+    assert t.num_rows > 0 and seen in set(t["class_name"].to_pylist())
+    assert sorted(set(t["track_id"].to_pylist())) == list(range(1, sum(s.tracks_per_class.values()) + 1))
     assert probe(out.video)["frames"] == 20  # type: ignore[arg-type]
 
 
@@ -106,23 +110,27 @@ def _bad_inputs(tmp_path: Path, tud_video: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("case, reason", [
-    ("empty", "empty"), ("text", "not a readable video"), ("truncated", "not a readable video"),
-    ("missing", "does not exist"), ("image", ""),
+    ("empty", "file is empty"), ("text", "not a readable video"), ("truncated", "not a readable video"),
+    ("missing", "does not exist"),
 ])
 def test_bad_input_clear_error_and_nothing_left(case: str, reason: str, tud_video: Path, fast_cfg,  # type: ignore[no-untyped-def]
                                                 fast_models, tmp_path: Path) -> None:
     src = _bad_inputs(tmp_path, tud_video)[case]
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    if case == "image":
-        # a JPEG named .mp4 is a one-frame image to FFmpeg: it processes as a 1-frame video
-        s = process_video(src, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
-        assert s.frames == 1 and probe(out_dir / "v.annotated.mp4")["frames"] == 1
-        return
     with pytest.raises(VideoError) as e:
         process_video(src, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
     assert str(src) in str(e.value) and reason in str(e.value)
     assert list(out_dir.iterdir()) == []
+
+
+def test_jpeg_named_mp4_is_a_one_frame_video(tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                             tmp_path: Path) -> None:
+    """A JPEG named .mp4 is a one-frame image to FFmpeg: it processes as a 1-frame video."""
+    src = _bad_inputs(tmp_path, tud_video)["image"]
+    out_dir = tmp_path / "out"
+    s = process_video(src, VideoOutputs.in_dir(out_dir, "v"), fast_cfg, fast_models)
+    assert s.frames == 1 and probe(out_dir / "v.annotated.mp4")["frames"] == 1
 
 
 @pytest.mark.parametrize("case", ["grayscale", "odd_size", "fps0_header"])

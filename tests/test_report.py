@@ -15,10 +15,13 @@ from pathlib import Path
 import cv2
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bench.report_bench import make_synthetic_dataset
 from jobs.cli import main
+from jobs.dataset.layout import DatasetLayout
 from jobs.report import REPORT_NAME, build_report, write_report
 from jobs.report.data import MAX_TABLE_ROWS
 from jobs.report.sheet import THUMB_HEIGHT
@@ -221,12 +224,18 @@ def test_browser_check_sees_requests_and_script_errors(tmp_path: Path) -> None:
 
 def test_report_tolerates_new_columns_and_statuses_and_caps_tables(tmp_path: Path) -> None:
     storage, params_id = make_synthetic_dataset(tmp_path, 260, tracks_per_video=8, annotated=1)
+    newest_manifest = storage.root / DatasetLayout(storage, params_id).manifest("20261103T010000Z-cccccc")
+    rows = pq.read_table(newest_manifest).to_pylist()
+    retried = next(r for r in rows if r["status"] == "retryable")
+    rows.append({**retried, "video_id": "from-a-newer-job", "status": "quarantined"})  # no vidtrack status
+    pq.write_table(pa.Table.from_pylist(rows), newest_manifest)
     page = build_report(storage, params_id).decode()
     s = summary_of(page)
-    assert (s["runs"], s["videos"]) == (3, 260)
+    assert (s["runs"], s["videos"]) == (3, 261)
     (runs,) = tables_in(page, "runs")
-    assert "retryable" in runs[0]  # a status from a newer job gets its own column
+    assert "quarantined" in runs[0]  # a status this report does not know gets its own column
     newest = runs[1]
+    assert newest[runs[0].index("quarantined")] == "1"
     assert newest[runs[0].index("retryable")] == str(260 - s["complete"])
     assert f"{MAX_TABLE_ROWS} of {s['complete']} videos shown" in page
     groups = re.findall(r'data-error-class="([^"]+)"', page)

@@ -46,3 +46,79 @@ def test_every_logger_is_under_vidtrack() -> None:
                 outside[module] = bad
     assert set(outside) <= NOT_YET_UNDER_VIDTRACK, outside
     assert _logger_names(REPO / "tracking" / "pipeline.py", "tracking.pipeline") == ["vidtrack.tracking.pipeline"]
+
+
+# -- size and naming targets (issue 18), on jobs/ and tracking/ ------------------------------
+
+SIZED = ("tracking", "jobs")
+MAX_FUNCTION_LINES, MAX_CLASS_LINES, MAX_MODULE_LINES = 50, 150, 400
+MAX_MODULES_PER_PREFIX = 2  # a third `prefix_*.py` beside two others means a package is waiting
+
+
+def _sized_modules() -> list[Path]:
+    return [p for pkg in SIZED for p in sorted((REPO / pkg).rglob("*.py"))]
+
+
+def _definitions(path: Path) -> list[tuple[str, str, int]]:
+    """(kind, qualified name, lines from its `def`/`class` line to its last) of every function,
+    method and class in the module, nested ones included."""
+    out: list[tuple[str, str, int]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                kind = "class" if isinstance(child, ast.ClassDef) else "function"
+                name = f"{prefix}{child.name}"
+                out.append((kind, name, (child.end_lineno or child.lineno) - child.lineno + 1))
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(path.read_text(), str(path)), "")
+    return out
+
+
+def _too_long(kind: str, limit: int) -> list[str]:
+    return [f"{p.relative_to(REPO)}:{name} {n} lines" for p in _sized_modules()
+            for k, name, n in _definitions(p) if k == kind and n > limit]
+
+
+def test_no_function_over_50_lines() -> None:
+    assert _too_long("function", MAX_FUNCTION_LINES) == []
+
+
+def test_no_class_over_150_lines() -> None:
+    assert _too_long("class", MAX_CLASS_LINES) == []
+
+
+def test_no_module_over_400_lines() -> None:
+    long = [f"{p.relative_to(REPO)} {n} lines" for p in _sized_modules()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert long == []
+
+
+def test_no_folder_of_modules_sharing_a_prefix() -> None:
+    """`report_data.py`, `report_sheet.py`, `report_html.py` side by side are a `report/` package."""
+    crowded = {}
+    for pkg in SIZED:
+        for folder in sorted({p.parent for p in (REPO / pkg).rglob("*.py")}):
+            prefixes: dict[str, list[str]] = {}
+            for p in sorted(folder.glob("*.py")):
+                if "_" in p.stem.strip("_"):
+                    prefixes.setdefault(p.stem.split("_")[0], []).append(p.name)
+            crowded.update({f"{folder.relative_to(REPO)}/{k}_": v for k, v in prefixes.items()
+                            if k and len(v) > MAX_MODULES_PER_PREFIX})
+    assert crowded == {}
+
+
+def test_the_size_checks_can_fail(tmp_path: Path) -> None:
+    """The measures above, on a module made one line over each target."""
+    lines = ["class Big:", "    def f(self) -> None:"]
+    lines += [f"        x{i} = {i}" for i in range(MAX_FUNCTION_LINES - 1)]  # f: 50 lines
+    lines += ["    def g(self) -> None:"] + [f"        y{i} = {i}" for i in range(MAX_FUNCTION_LINES)]  # g: 51
+    lines += [f"    z{i} = {i}" for i in range(MAX_CLASS_LINES - len(lines) + 1)]  # Big: 151 lines
+    src = tmp_path / "big.py"
+    src.write_text("\n".join(lines) + "\n")
+    found = {name: n for _, name, n in _definitions(src)}
+    assert (found["Big.f"], found["Big.g"], found["Big"]) == (MAX_FUNCTION_LINES, MAX_FUNCTION_LINES + 1,
+                                                             MAX_CLASS_LINES + 1)

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.conftest import loaded_after
 from tracking.config import TrackerConfig
 from tracking.detections import Detections
 from tracking.tracker import VideoTracker
@@ -67,14 +64,11 @@ def test_detections_shape_checked() -> None:
 
 
 def test_track_consumers_do_not_import_the_tracker_library() -> None:
-    """The Parquet writer and the annotator take `TrackState`s without depending on
-    deep-sort-realtime (checked in a fresh interpreter: this session has imported it)."""
-    code = ("import sys\nimport tracking.records, tracking.annotate, tracking.tracks\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('deep_sort_realtime', 'tracking.tracker'))))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+    """The Parquet writer (`TrackRows`) and the annotator (`TrackState`s) take tracks without
+    depending on deep-sort-realtime (checked in a fresh interpreter: this session has imported it)."""
+    loaded, _ = loaded_after("import tracking.records, tracking.annotate, tracking.tracks",
+                             ("deep_sort_realtime", "tracking.tracker", "tracking.refine"))
+    assert loaded == []
     assert VideoTracker(TrackerConfig()).update(_det((0, 0, 10, 10)), _emb(1))[0].__class__ is TrackState
 
 
