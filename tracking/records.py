@@ -1,4 +1,6 @@
-"""Track records: the table schema and a streaming Parquet writer.
+"""Track records on disk: the Parquet table's schema (`TRACK_SCHEMA`) and its writer, which
+takes a whole video's rows (`TrackRows`, tracking/tracks.py) and writes a row group per
+`row_group_frames` frames.
 
 One row per track per frame. Boxes are pixel corners (x1, y1, x2, y2) in the
 decoded (display-oriented) frame; `timestamp_s` is the frame's presentation time
