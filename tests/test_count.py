@@ -192,6 +192,9 @@ def test_each_camera_counts_its_own_lines(tmp_path: Path, capsys: pytest.Capture
     (["--line", DOOR, "--video", "nope"], "video 'nope' is not a complete video"),
     (["--line", "door=1,2,3"], "line 'door': expected 4 numbers"),
     (["--line", DOOR, "--bucket", "soon"], "bucket 'soon'"),
+    (["--line", DOOR, "--since", "2026-11-20T08:00"], "a date-time window needs the wall clock"),
+    (["--line", DOOR, "--clock-pattern", "*/%Y/%H.mp4"], "does not match the key 'cam1/v1.mp4'"),
+    (["--line", DOOR, "--line", "door=0,0,5,5"], "the name 'door' is used twice"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        args: list[str], message: str) -> None:

@@ -78,10 +78,10 @@ def totals(run: CountRun) -> dict[str, Any]:
     zones = {n: {"entries": i, "exits": o, "mean_dwell_s": None} for n, i, o in run.rows(
         "select name, count(*) filter (where direction = 'in'), count(*) filter (where direction = 'out') "
         "from events where kind = 'zone' group by name order by name")}
-    for name in {z.name for v in run.videos for z in v.zones}:
+    for name in {z.name for v in run.videos for z in v.zones} | {z.name for z in run.spec.zones}:
         zones.setdefault(name, {"entries": 0, "exits": 0, "mean_dwell_s": None})
         zones[name]["mean_dwell_s"] = None if dwell.get(name) is None else round(float(dwell[name]), 3)
-    for name in {li.name for v in run.videos for li in v.lines}:
+    for name in {li.name for v in run.videos for li in v.lines} | {li.name for li in run.spec.lines}:
         lines.setdefault(name, {"in": 0, "out": 0})
     return {"lines": dict(sorted(lines.items())), "zones": dict(sorted(zones.items())), "clock": run.clock,
             "bucket_s": run.spec.bucket_s, "videos": len(run.videos), "set_id": run.set_id}
@@ -112,6 +112,8 @@ def _aligned(out: TextIO, header: tuple[str, ...], rows: list[tuple[Any, ...]]) 
 def check_out_path(path: Path | None) -> None:
     if path is not None and path.suffix.lower() not in OUT_FORMATS:
         raise CountError(f"--out {path}: expected a .csv or .parquet file")
+    if path is not None and not path.parent.is_dir():
+        raise CountError(f"--out {path}: folder {path.parent} does not exist")
 
 
 def counts_table(run: CountRun) -> pa.Table:
