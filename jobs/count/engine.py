@@ -5,8 +5,11 @@ writes)."""
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -51,7 +54,9 @@ def compute(layout: DatasetLayout, config: dict[str, Any], spec: CountSpec) -> C
     t0 = time.perf_counter()
     spec.check()
     videos = select_videos(layout, spec)
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    # beyond the limit DuckDB spills to its temporary folder: this process's own, never the working directory
+    spill = Path(tempfile.gettempdir()) / f"vidtrack-count-{os.getpid()}"
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill)})
     register_tracks(con, layout, videos)
     if spec.classes:
         check_classes(spec, known_classes(layout, config, con))

@@ -93,6 +93,10 @@ def select_videos(layout: DatasetLayout, spec: CountSpec) -> list[Video]:
     for vid, m in sorted(markers.items()):
         if spec.selects(vid, m.source_key):
             videos.append(_video(vid, m, spec))
+    unsized = [v.video_id for v in videos if not (v.width and v.height)]
+    if unsized:  # markers of an old vidtrack: there is no frame to check the lines against
+        log.warning("%d videos (e.g. %s) have no frame size in their _done marker: their lines and zones are not "
+                    "checked against the frame", len(unsized), unsized[0])
     if spec.clock is not None:
         unmatched = [v.source_key for v in videos if v.start is None]
         if unmatched:
