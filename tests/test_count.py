@@ -158,6 +158,13 @@ def test_wall_clock_buckets_from_the_key_pattern(tmp_path: Path, capsys: pytest.
     assert got["lines"]["door"] == {"in": 3, "out": 2}
 
 
+def test_the_anchor_is_the_point_that_crosses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Feet (bottom centre) cross y=200, the box's centre (25 px higher) stays above it."""
+    ds = write_dataset(tmp_path, {"v1": {1: [(100, 150 + 5 * i) for i in range(14)]}})  # bottom 150 -> 215
+    assert count_json(capsys, str(ds), "--line", DOOR)["lines"]["door"] == {"in": 1, "out": 0}
+    assert count_json(capsys, str(ds), "--line", DOOR, "--anchor", "center")["lines"]["door"] == {"in": 0, "out": 0}
+
+
 def test_toml_maps_key_globs_to_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ds = write_dataset(tmp_path, {"v1": PATHS})
     cfg = tmp_path / "cams.toml"

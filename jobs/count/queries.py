@@ -1,9 +1,12 @@
 """The count as SQL over the track rows (DuckDB): no track row becomes a Python object.
 
-One pass with window functions over each track's rows (ordered by frame) finds every line
-crossing and zone transition; only those rows, and each track's first and last row, leave it
-(table `marks`). Events, zone visits and the seconds of footage per bucket are built from
-those small tables.
+Two passes over each track's rows in frame order. The first gives every row its side of each
+line and zone, packs them into integers, and keeps only the rows where a side differs from the
+previous or the next row (each track's first and last rows among them): a narrow lag/lead sort
+over all rows. The second runs the windows that carry the last side seen and its position
+(last_value ... ignore nulls) over those few rows and keeps the crossings, zone transitions and
+track ends (table `marks`). Events, zone visits and the footage seconds per bucket are built
+from that small table.
 
 Per row, the anchor P (bottom centre or centre of the box) gets, for each line A->B, the signed
 distance s = cross(B - A, P - A) / |B - A| (positive on the `in` side, the right-hand side of
