@@ -181,13 +181,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    from jobs.count.cli import main as cmd_count
     from jobs.exits import StartError, UsageError
     from jobs.storage import StorageError
     from tracking.config import ConfigError
     from tracking.modelref import ModelError
     from tracking.video import VideoError
-
-    from jobs.count.cli import main as cmd_count
 
     commands = {"track": cmd_track, "eval": cmd_eval, "run": cmd_run, "report": cmd_report, "count": cmd_count}
     try:
