@@ -174,6 +174,14 @@ def test_toml_maps_key_globs_to_lines(tmp_path: Path, capsys: pytest.CaptureFixt
     got = count_json(capsys, str(ds), "--config", str(cfg))
     assert got["lines"] == {"door": {"in": 3, "out": 2}} and got["zones"]["box"]["entries"] == 5
 
+    from jobs.count.report import line_counts_over_time
+    from jobs.count.settings import spec_from_file
+
+    before = sorted(tmp_path.rglob("*"))
+    section = line_counts_over_time(LocalStorage(tmp_path), PARAMS_ID, spec_from_file(cfg))
+    assert section.totals == {"door": {"in": 3, "out": 2}} and section.buckets == ["+0:00:00"]  # hours by default
+    assert sorted(tmp_path.rglob("*")) == before  # the report's counts write nothing
+
 
 def test_each_camera_counts_its_own_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two cameras with different lines and zones (the per-video geometry path, joined per row),

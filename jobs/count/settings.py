@@ -216,3 +216,12 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 def merge_classes(given: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c.strip() for c in given if c.strip()))
+
+
+def spec_from_file(path: Path) -> CountSpec:
+    """A count described by a TOML file alone (e.g. the lines and zones `vidtrack report` is given)."""
+    data = load_toml(path)
+    bucket = data.get("bucket")
+    return CountSpec(cameras=data["cameras"], clock=data["clock"], anchor=str(data.get("anchor", "bottom_center")),
+                     hysteresis_px=float(data.get("hysteresis_px", HYSTERESIS_PX)),
+                     bucket_s=parse_bucket(str(bucket)) if bucket else None)
