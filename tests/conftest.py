@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDTRACK_SHARED", REPO.parent / "shared")).resolve()
 MODEL = SHARED / "models" / "yolov8n.pt"
 TUD = SHARED / "data" / "mot" / "TUD-Campus"
+REID_MODELS = SHARED / "models" / "reid"  # the default embedder.reid_model is found here by name
+os.environ.setdefault("VIDTRACK_MODELS", str(REID_MODELS))
 VIDEOS = SHARED / "data" / "videos"
 
 # fixture -> markers given to every test that uses it (directly or through other fixtures)
@@ -71,15 +73,19 @@ def need_shared(*paths: Path) -> None:
 def write_video(path: _Dst, frames: Iterator[np.ndarray] | list[np.ndarray], fps: float = 25.0,
                 codec: str = "libx264", pix_fmt: str = "yuv420p", container_format: str | None = None,
                 rotation: int | None = None, pts: list[int] | None = None,
-                time_base: Fraction | None = None, options: dict[str, str] | None = None) -> _Dst:
+                time_base: Fraction | None = None, options: dict[str, str] | None = None,
+                gop: int | None = None) -> _Dst:
     """Encode BGR frames with PyAV (real codecs) to a file, or on at the end of an open binary file
-    (one segment after another). `pts`/`time_base` give explicit timing. Returns `path`."""
+    (one segment after another). `pts`/`time_base` give explicit timing; `gop`, frames between
+    keyframes. Returns `path`."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with av.open(path if not isinstance(path, Path) else str(path), "w", format=container_format,
                  options=options or {}) as c:
         s = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        if gop is not None:
+            s.gop_size = gop
         if time_base is not None:
             s.codec_context.time_base = time_base
         if rotation is not None:
