@@ -64,6 +64,39 @@ def test_retracking_with_other_tracker_settings_equals_a_full_run_with_them(full
     assert _sha(re.tracks) != _sha(outputs.tracks)  # the setting did change the records
 
 
+def test_retracking_a_max_fps_run_gives_its_records(tud_video: Path, fast_models, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Detected every 2nd frame: the stage marks which frames were detected (a frame not detected
+    is not a detected frame with nothing on it), and re-tracking from it gives the full run's records."""
+    cfg = load_config(None, [f"detector.model={MODEL}", "detector.imgsz=320", "detector.max_fps=12.5",
+                             "output.annotated_video=false"])
+    full = dataclasses.replace(VideoOutputs.in_dir(tmp_path / "full", "tud", annotated=False),
+                               detections=tmp_path / "tud.detections.parquet")
+    summary = process_video(tud_video, full, cfg, fast_models, video_id="tud", params_id="p", detections_id="R")
+    stage = pq.read_table(full.detections).to_pydict()
+    assert stage["detected"] == [i % 2 == 0 for i in stage["frame_index"]] and len(stage["detected"]) == 71
+    assert all(not c for c, seen in zip(stage["confidence"], stage["detected"], strict=True) if not seen)
+    re = VideoOutputs.in_dir(tmp_path / "re", "tud", annotated=False)
+    s = retrack_video(full.detections, re, cfg, detections_id="R", video_id="tud", params_id="p")
+    assert summary.rows > 50 and pq.read_table(re.tracks).equals(pq.read_table(full.tracks))
+    assert s.tracker_frames == summary.tracker_frames and s.tracker_frames["detect_every"] == 2
+
+
+def test_a_detections_file_from_before_the_detected_column_is_read(full_run, fast_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """vidtrack-detections-1 (no `detected` column: every frame detected) re-tracks as it did."""
+    import json
+
+    outputs, _ = full_run
+    table = pq.read_table(outputs.detections)
+    meta = json.loads(table.schema.metadata[b"vidtrack"])
+    assert meta["format"] == "vidtrack-detections-2" and all(table.column("detected").to_pylist())
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.drop_columns(["detected"]).replace_schema_metadata(
+        {b"vidtrack": json.dumps({**meta, "format": "vidtrack-detections-1"}).encode()}), old)
+    re = VideoOutputs.in_dir(tmp_path / "re", "tud", annotated=False)
+    retrack_video(old, re, fast_cfg, detections_id="D", video_id="tud", params_id="p")
+    assert _sha(re.tracks) == _sha(outputs.tracks)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "other-id", "other-schema", "missing"])
 def test_a_bad_detections_file_is_refused(damage: str, full_run, fast_cfg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     outputs, _ = full_run
@@ -107,3 +140,15 @@ def test_a_key_added_at_its_default_changes_no_identity() -> None:
     assert tracker.detections_id("m", "e") == base.detections_id("m", "e")
     assert tracker.params_id("m", "r") != base.params_id("m", "r")
     assert load_config(None, ["detector.conf=0.4"]).detections_id("m", "e") != base.detections_id("m", "e")
+    # detection at a rate: off (0, every frame) is every id as it was; on, a part of both
+    off = load_config(None, ["detector.max_fps=0"])
+    assert (off.params_id("m", "r"), off.detections_id("m", "e")) == (base.params_id("m", "r"),
+                                                                  base.detections_id("m", "e"))
+    pinned = PipelineConfig.from_dict({"embedder": {"reid_model": ""}, "tracker": {"per_class": False},
+                                       "detector": {"max_fps": 0.0}})
+    assert (pinned.params_id("a" * 64), pinned.detections_id("a" * 64, "b" * 64)) == ("9a78b6744c53",
+                                                                                    "9ea4f66fece8")  # 0.2's
+    rate = load_config(None, ["detector.max_fps=12.5"])
+    assert rate.params_id("m", "r") != base.params_id("m", "r")
+    assert rate.detections_id("m", "e") != base.detections_id("m", "e")
+    assert rate.detections_id("m", "e") != load_config(None, ["detector.max_fps=8.33"]).detections_id("m", "e")

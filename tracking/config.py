@@ -66,6 +66,9 @@ class DetectorConfig:
     backend: str = field(default="auto", metadata=EXECUTION)
     # or "int8" (CPU backends): changes results, so it is part of params_id (when not fp32)
     precision: str = field(default="fp32", metadata=ADDED)
+    # at most this many detected frames per second of footage (0: every frame), resolved per video
+    # from its frame rate (`every`); the frames between are tracked on the tracker's motion model
+    max_fps: float = field(default=0.0, metadata=ADDED)
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "detector.model", self.model, "must be a model name, path or s3:// URI")
@@ -78,9 +81,18 @@ class DetectorConfig:
         _check(1 <= self.batch_size <= 256, "detector.batch_size", self.batch_size, "must be in [1, 256]")
         _check(self.backend in BACKENDS, "detector.backend", self.backend, f"must be one of {BACKENDS}")
         _check(self.precision in PRECISIONS, "detector.precision", self.precision, f"must be one of {PRECISIONS}")
+        _check(0.0 <= self.max_fps <= 1000.0, "detector.max_fps", self.max_fps,
+               "must be in [0, 1000] detected frames per second (0: every frame)")
         for c in self.classes:
             _check(isinstance(c, (str, int)) and not isinstance(c, bool), "detector.classes", self.classes,
                    "must be class names or integer ids")
+
+    def every(self, fps: float) -> int:
+        """Frames from one detected frame to the next at this video's rate: round(fps / max_fps),
+        at least 1 (1 with max_fps = 0: every frame). Frames 0, k, 2k, ... are detected."""
+        if self.max_fps <= 0:
+            return 1
+        return max(1, round((fps if fps > 0 else FALLBACK_FPS) / self.max_fps))
 
 
 @dataclass(frozen=True)

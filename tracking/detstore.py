@@ -4,12 +4,14 @@ video can be tracked again with other tracker or refinement settings without dec
 running a model (`tracking.pipeline.retrack_video`).
 
 One Parquet row per frame, frames without detections included (re-tracking must see the same
-frame sequence and timestamps: track ages advance on empty frames). A frame's detections are
-flat lists: `xyxy` (4 floats each), `confidence`, `class_id`, and `embedding` (float16,
-`embedding_dim` values each). The file's metadata holds what re-tracking needs besides: frame
-size and rate, the detector's class names, and `detections_id` (what produced it, from
-`PipelineConfig.detections_id` beside `params_id`). Written under a temporary name and renamed
-on a clean close, so a file at its name is complete.
+frame sequence and timestamps: track ages advance on empty frames), and frames the detector did
+not see (`detector.max_fps`): `detected` false, no detections (the tracker predicts them instead
+of missing every track there). A frame's detections are flat lists: `xyxy` (4 floats each),
+`confidence`, `class_id`, and `embedding` (float16, `embedding_dim` values each). Files before
+`detected` ("vidtrack-detections-1") are read as every frame detected. The file's metadata holds
+what re-tracking needs besides: frame size and rate, the detector's class names, and
+`detections_id` (what produced it, from `PipelineConfig.detections_id` beside `params_id`).
+Written under a temporary name and renamed on a clean close, so a file at its name is complete.
 
 `DetectionsRecord` writes it while a video is tracked, `read_header` and `read_batches` read
 it back for re-tracking. The job layer keeps these files in the dataset (jobs/).
@@ -40,8 +42,11 @@ DETECTIONS_SCHEMA = pa.schema([
     pa.field("confidence", pa.list_(pa.float32()), nullable=False),
     pa.field("class_id", pa.list_(pa.int16()), nullable=False),
     pa.field("embedding", pa.list_(pa.float16()), nullable=False),
+    pa.field("detected", pa.bool_(), nullable=False),
 ])
-FORMAT = "vidtrack-detections-1"
+FORMAT = "vidtrack-detections-2"
+# files before `detected` (every frame detected) are read as they are
+_FORMATS = {FORMAT: DETECTIONS_SCHEMA, "vidtrack-detections-1": pa.schema(list(DETECTIONS_SCHEMA)[:-1])}
 
 
 class DetectionsCacheError(Exception):
@@ -98,14 +103,16 @@ class DetectionsWriter(AtomicOutput):
         self._rows: list[dict[str, object]] = []
         self.row_group_frames, self.frames, self.dim = row_group_frames, 0, 0
 
-    def add(self, frames: Sequence[Stamp], dets: Sequence[Detections], embeds: Sequence[np.ndarray]) -> None:
+    def add(self, frames: Sequence[Stamp], dets: Sequence[Detections | None], embeds: Sequence[np.ndarray]) -> None:
+        """A batch of frames in order; a frame's detections are None where it was not detected."""
         for f, d, e in zip(frames, dets, embeds, strict=True):
             flat = np.asarray(e, np.float16).reshape(-1)
-            if len(d):
-                self.dim = self.dim or flat.size // len(d)
+            seen = d if d is not None else Detections.empty()
+            if len(seen):
+                self.dim = self.dim or flat.size // len(seen)
             self._rows.append({"frame_index": f.index, "timestamp_s": f.timestamp_s,
-                               "xyxy": d.xyxy.reshape(-1), "confidence": d.confidence, "class_id": d.class_id,
-                               "embedding": flat})
+                               "xyxy": seen.xyxy.reshape(-1), "confidence": seen.confidence,
+                               "class_id": seen.class_id, "embedding": flat, "detected": d is not None})
         self.frames += len(frames)
         if len(self._rows) >= self.row_group_frames:
             self._flush()
@@ -143,8 +150,8 @@ class DetectionsRecord:
         self.detections_id, self.class_names, self.execution = detections_id, class_names, execution
         self.writer: DetectionsWriter | None = None
 
-    def add(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[np.ndarray], *, fps: float,
-            info: VideoInfo) -> None:
+    def add(self, batch: Sequence[Stamp], dets: Sequence[Detections | None], embeds: list[np.ndarray], *,
+            fps: float, info: VideoInfo) -> None:
         """One batch as the tracker took it (`fps`: the tracker's frame rate)."""
         if self.writer is None:
             self.writer = self.open_output(DetectionsWriter(
@@ -159,10 +166,11 @@ def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsH
         f = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise DetectionsCacheError(f"{os.fspath(path)}: not a readable detections file ({e})") from e
-    if not f.schema_arrow.remove_metadata().equals(DETECTIONS_SCHEMA):
-        raise DetectionsCacheError(f"{os.fspath(path)}: another schema than {FORMAT}'s")
     meta = json.loads((f.schema_arrow.metadata or {}).get(b"vidtrack", b"{}"))
-    if meta.get("format") != FORMAT or meta.get("detections_id") != detections_id:
+    schema = _FORMATS.get(meta.get("format"))
+    if schema is None or not f.schema_arrow.remove_metadata().equals(schema):
+        raise DetectionsCacheError(f"{os.fspath(path)}: another schema than {FORMAT}'s")
+    if meta.get("detections_id") != detections_id:
         raise DetectionsCacheError(f"{os.fspath(path)}: made by {meta.get('detections_id')!r}, not {detections_id!r}")
     return DetectionsHeader(detections_id, int(meta["width"]), int(meta["height"]), float(meta["fps"]),
                             int(meta["frame_count"]), {int(k): str(v) for k, v in meta["class_names"]},
@@ -171,15 +179,19 @@ def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsH
 
 
 def read_batches(path: str | os.PathLike[str], header: DetectionsHeader, batch_frames: int = 256
-                 ) -> Iterator[tuple[list[FrameStamp], list[Detections], list[np.ndarray]]]:
-    """The file's frames in order, a batch at a time, as the tracker takes them."""
+                 ) -> Iterator[tuple[list[FrameStamp], list[Detections | None], list[np.ndarray]]]:
+    """The file's frames in order, a batch at a time, as the tracker takes them (a frame not
+    detected: None)."""
     dim = header.embedding_dim
     try:
         for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_frames):
             cols = rb.to_pydict()
             stamps = [FrameStamp(i, t) for i, t in zip(cols["frame_index"], cols["timestamp_s"], strict=True)]
+            detected = cols.get("detected") or [True] * len(stamps)
             dets = [Detections.from_arrays(np.asarray(b, np.float32), np.asarray(c, np.float32), np.asarray(k))
-                    for b, c, k in zip(cols["xyxy"], cols["confidence"], cols["class_id"], strict=True)]
+                    if seen else None
+                    for b, c, k, seen in zip(cols["xyxy"], cols["confidence"], cols["class_id"], detected,
+                                             strict=True)]
             embeds = [np.asarray(e, np.float16).astype(np.float32).reshape(-1, dim) if dim else
                       np.zeros((0, 0), np.float32) for e in cols["embedding"]]
             yield stamps, dets, embeds

@@ -229,13 +229,18 @@ class _Job:
 def _track(job: _Job, models: Models, detect: DetectFn | None, record: DetectionsRecord | None,
            max_frames: int | None) -> _TrackStage:
     """Decode, detect, embed and track every frame (the first `max_frames`); the tracker's rows
-    go to a `TrackLog`, the detections (if `record`) to the detections stage."""
+    go to a `TrackLog`, the detections (if `record`) to the detections stage. Only every k-th
+    frame is detected (`DetectorConfig.every`), the others decoded without pixels and predicted."""
     detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
     with VideoReader(job.source) as reader:
         tracking = _TrackStage(job.cfg, reader.info, job.timer, class_groups(job.cfg, job.names))
-        with prefetched(reader, job.cfg.detector.batch_size, job.timer, max_frames=max_frames) as batches:
+        every = job.cfg.detector.every(reader.info.fps) if reader.info.fps else 1  # else: at the 1st batch
+        pixels = (lambda i: i % every == 0) if every > 1 else None
+        with prefetched(reader, job.cfg.detector.batch_size * every, job.timer, max_frames=max_frames,
+                        pixels=pixels) as batches:
             for batch in batches:
-                dets, embeds = _infer(batch, detect_fn, models.embedder, reader.info, job.timer)
+                tracking.start(batch)
+                dets, embeds = _infer(batch, tracking.every, detect_fn, models.embedder, reader.info, job.timer)
                 embeds = as_float16(embeds)  # as the detections stage keeps them: re-tracking gives the same rows
                 tracking.process(batch, dets, embeds)
                 if record:
@@ -246,16 +251,22 @@ def _track(job: _Job, models: Models, detect: DetectFn | None, record: Detection
     return tracking
 
 
-def _infer(batch: list[Frame], detect_fn: DetectFn, embedder: ClassAppearance, info: VideoInfo,
-           timer: StageTimer) -> tuple[list[Detections], list[Any]]:
-    """Detect every frame of the batch (boxes DeepSORT cannot crop dropped), then embed
-    every crop of the batch in one pass."""
+def _infer(batch: list[Frame], every: int, detect_fn: DetectFn, embedder: ClassAppearance, info: VideoInfo,
+           timer: StageTimer) -> tuple[list[Detections | None], list[Any]]:
+    """Detect the batch's frames whose index is a multiple of `every` (boxes DeepSORT cannot
+    crop dropped), then embed every crop of the batch in one pass. A frame not detected gets
+    None and no embeddings."""
+    seen = [f for f in batch if f.index % every == 0]
     t = time.perf_counter()
-    dets = [d.usable(info.width, info.height) for d in detect_fn(batch)]
+    found = [d.usable(info.width, info.height) for d in detect_fn(seen)] if seen else []
     t = timer.add("detect", t)
-    embeds = embedder([f.bgr for f in batch], dets)
+    feats = embedder([f.bgr for f in seen], found) if seen else []
     timer.add("embed", t)
-    return dets, embeds
+    if len(seen) == len(batch):
+        return list(found), feats
+    it, none = iter(zip(found, feats, strict=True)), np.zeros((0, embedder.dim), np.float32)
+    pairs: list[tuple[Detections | None, Any]] = [next(it) if f.index % every == 0 else (None, none) for f in batch]
+    return [d for d, _ in pairs], [e for _, e in pairs]
 
 
 class _TrackStage:
@@ -267,19 +278,28 @@ class _TrackStage:
         self.cfg, self.info, self.timer, self.groups = cfg, info, timer, groups
         self.tracker: VideoTracker | None = None
         self.log = TrackLog(cfg.output.row_group_frames)
-        self.fps, self.frames_tracked = 0.0, 0
+        self.fps, self.frames_tracked, self.every = 0.0, 0, 1
 
     @property
     def tracker_frames(self) -> dict[str, int]:
-        return dict(self.tracker.frame_counts) if self.tracker is not None else {}
+        """The tracker's frame counts and `detect_every`, the frames from one detected frame to the next."""
+        return {**self.tracker.frame_counts, "detect_every": self.every} if self.tracker is not None else {}
 
-    def process(self, batch: Sequence[Stamp], dets: list[Detections], embeds: list[Any]) -> None:
-        t = time.perf_counter()
+    def start(self, batch: Sequence[Stamp]) -> VideoTracker:
+        """The video's tracker, made at its first batch, and its detection stride (`self.every`)."""
         if self.tracker is None:
             self.fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
             self.tracker = VideoTracker(self.cfg.tracker, self.fps, self.groups)
+            self.every = self.cfg.detector.every(self.fps)
+        return self.tracker
+
+    def process(self, batch: Sequence[Stamp], dets: Sequence[Detections | None], embeds: list[Any]) -> None:
+        """A frame's detections are None where it was not detected: its tracks are predicted."""
+        t = time.perf_counter()
+        tracker = self.start(batch)
         for frame, d, e in zip(batch, dets, embeds, strict=True):
-            self.log.add_frame(frame.index, frame.timestamp_s, self.tracker.update(d, e), e)
+            states = tracker.update(d, e) if d is not None else tracker.predict()
+            self.log.add_frame(frame.index, frame.timestamp_s, states, e)
         self.frames_tracked += len(batch)
         self.timer.add("track", t)
 

@@ -30,13 +30,16 @@ _DONE = object()
 
 @contextlib.contextmanager
 def prefetched(reader: VideoReader, batch_size: int, timer: StageTimer | None = None, *,
-               max_frames: int | None = None, name: str = "vidtrack-decode") -> Iterator[Iterator[list[Frame]]]:
+               max_frames: int | None = None, name: str = "vidtrack-decode",
+               pixels: Callable[[int], bool] | None = None) -> Iterator[Iterator[list[Frame]]]:
     """The reader's frames in batches of `batch_size` (the last one shorter), cut after
     `max_frames` frames in all (None: every frame). Decode time counts as `timer`'s
-    "decode" stage (None: not counted)."""
+    "decode" stage (None: not counted). `pixels`: which frame indices need their BGR pixels
+    (`VideoReader.frames`; None: all)."""
     stop = threading.Event()
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=2)
-    worker = _Worker(name, _batches(reader, batch_size, timer or StageTimer(), stop, frames_q))
+    frames = reader.frames(pixels)
+    worker = _Worker(name, _batches(frames, batch_size, timer or StageTimer(), stop, frames_q))
     with _running(worker, stop) as decoder:
         yield _first_frames(_drain(frames_q, decoder), max_frames)
 
@@ -77,7 +80,7 @@ def _running(worker: _Worker, stop: threading.Event) -> Iterator[_Worker]:
     worker.join(timeout=10)
 
 
-def _batches(reader: VideoReader, size: int, timer: StageTimer, stop: threading.Event,
+def _batches(reader: Iterator[Frame], size: int, timer: StageTimer, stop: threading.Event,
              q: queue.Queue[Any]) -> Callable[[], None]:
     """The decode thread's body: batches of `size` frames into `q`, then _DONE."""
     def produce() -> None:

@@ -12,6 +12,7 @@ frames at this video's rate.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from deep_sort_realtime.deep_sort.detection import Detection
@@ -60,6 +61,17 @@ class VideoTracker:
                     s, track_id=video_id, det_index=int(rows[s.det_index]) if s.det_index >= 0 else -1))
         return states
 
+    def predict(self) -> list[TrackState]:
+        """Advance one frame that was not detected (`detector.max_fps`): every track moves on its
+        motion model and none is missed for it (a DeepSORT update with no detections would delete
+        every tentative track); each comes back unmatched, its box predicted."""
+        states = []
+        for key, tracker in sorted(self._trackers.items()):
+            for s in tracker.predict():
+                states.append(dataclasses.replace(s, track_id=self._ids.setdefault((key, s.track_id),
+                                                                                   len(self._ids) + 1)))
+        return states
+
 
 class GroupTracker:
     """One deep-sort-realtime `DeepSort` for one class group of one video."""
@@ -75,6 +87,29 @@ class GroupTracker:
             nn_budget=self.frame_counts["nn_budget"],
             embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
         )
+        self._gap = 1  # frames since the last detected frame, this one included
+        self._ds.tracker._match = self._match_in_detection_steps
+
+    def predict(self) -> list[TrackState]:
+        """A frame without detection: the Kalman prediction only (see VideoTracker.predict)."""
+        self._ds.tracker.predict()
+        self._gap += 1
+        return self._states(self._ds.tracker.tracks)
+
+    def _match_in_detection_steps(self, detections: list[Detection]) -> Any:
+        """deep-sort-realtime's matching, with each track's time since its last match counted in
+        detected frames: after predicted-only frames, a track matched at the previous detected
+        frame is still "matched last time" (its IoU stage and cascade level 1), as at every frame."""
+        tracker, shift = self._ds.tracker, self._gap - 1
+        if shift == 0:
+            return type(tracker)._match(tracker, detections)
+        for t in tracker.tracks:
+            t.time_since_update -= shift
+        try:
+            return type(tracker)._match(tracker, detections)
+        finally:
+            for t in tracker.tracks:
+                t.time_since_update += shift
 
     def update(self, dets: Detections, embeds: np.ndarray) -> list[TrackState]:
         """Advance one frame (also when `dets` is empty); deep-sort-realtime's track ids."""
@@ -84,6 +119,10 @@ class GroupTracker:
         tracks = self._ds.update_tracks(raw, embeds=[embeds[i] for i in high], others=high)
         if len(high) < len(dets):
             self._second_association(dets, ltwh, sorted(set(range(len(dets))) - set(high)), embeds)
+        self._gap = 1
+        return self._states(tracks)
+
+    def _states(self, tracks: list[Any]) -> list[TrackState]:
         states = []
         for t in tracks:
             if t.is_deleted():
@@ -108,7 +147,7 @@ class GroupTracker:
         matched in the previous frame and missed in this one, greedily by IoU with the track's
         predicted box (>= `low_match_iou`); they never start a track. Their embeddings stay out
         of the track's appearance gallery (low scores are often occluded crops)."""
-        lost = [t for t in self._ds.tracker.tracks if t.is_confirmed() and t.time_since_update == 1]
+        lost = [t for t in self._ds.tracker.tracks if t.is_confirmed() and t.time_since_update == self._gap]
         if not lost:
             return
         iou = box_iou(np.array([t.to_ltrb() for t in lost], np.float64), dets.xyxy[low].astype(np.float64))
