@@ -25,6 +25,7 @@ import numpy as np
 
 from tracking.atomic import AtomicOutput
 from tracking.config import FALLBACK_FPS
+from tracking.damage import DecodeErrors
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -45,6 +46,12 @@ class IncompleteVideoError(VideoError):
     """The video decoded only in part: fewer frames or less time than its container
     declares, a truncated or corrupt packet, or a decode error mid-stream. Its partial
     outputs are never published."""
+
+
+class DamagedVideoError(VideoError):
+    """The video decodes to the end, but the decoder concealed damage in it (tracking/damage.py):
+    its frames there are patched guesses, so the video is never published as complete. The
+    message names the first damaged frame."""
 
 
 @dataclass(frozen=True)
@@ -114,13 +121,14 @@ class VideoReader:
             raise VideoError(self.path, "container has no video stream")
         self._container = container
         stream = container.streams.video[0]
+        self._errors = DecodeErrors(stream.codec_context.name)
         # Slice threading only: FFmpeg's frame threading drops a packet that fails to decode
         # without reporting it (a truncated file then looks like a shorter, complete one).
         # Measured no slower on the shared H.264 clips.
         stream.thread_type = "SLICE"
         cc = stream.codec_context
         if not cc.width or not cc.height:
-            container.close()
+            self.close()
             raise VideoError(self.path, "video stream has no frame size (unsupported or corrupt)")
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
@@ -132,10 +140,10 @@ class VideoReader:
         try:
             self._first = next(self._decoder)
         except StopIteration:
-            container.close()
+            self.close()
             raise VideoError(self.path, "no frames could be decoded") from None
         except av.error.FFmpegError as e:
-            container.close()
+            self.close()
             raise VideoError(self.path, f"first frame does not decode ({e.__class__.__name__}: {e})") from e
         rotation = _rotation(self._first, stream)
         w, h = (cc.height, cc.width) if rotation % 180 else (cc.width, cc.height)
@@ -144,13 +152,21 @@ class VideoReader:
 
     def _decode(self, container: av.container.InputContainer,
                 stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-        """Frames packet by packet, so a packet the demuxer marks corrupt (cut short by
-        the end of the file) fails the video instead of vanishing."""
+        """Frames packet by packet. A packet the demuxer marks corrupt is decoded all the same:
+        mid-stream it is damage only if the decoder then reports an error (two MPEG-TS files
+        joined byte for byte, as recorders do, flag the packet at the join and decode cleanly);
+        as the last packet, the file was cut short, and the video fails instead of ending early."""
+        suspect: av.Packet | None = None  # the latest corrupt-flagged packet, until a clean one decodes
         for packet in container.demux(stream):
-            if packet.is_corrupt:
-                raise IncompleteVideoError(self.path, f"truncated or corrupt packet at {packet.pos} "
-                                                      f"(file cut short or still being written?)")
-            yield from packet.decode()
+            if packet.size == 0 and suspect is not None:  # the demuxer's final flush, after a cut-short packet
+                break
+            frames = packet.decode()
+            self._errors.after_packet(suspect.pts if suspect is not None else packet.pts)
+            suspect = packet if packet.is_corrupt else None if packet.size else suspect
+            yield from frames
+        if suspect is not None:
+            raise IncompleteVideoError(self.path, f"truncated or corrupt packet at {suspect.pos}, the last one "
+                                                  f"(file cut short or still being written?)")
 
     def _image_info(self) -> VideoInfo:
         if not self._images:
@@ -200,6 +216,7 @@ class VideoReader:
                 if ts <= last_t:  # keep timestamps strictly increasing (broken/duplicate PTS)
                     ts = last_t + 1e-6
                 last_t = ts
+                self._check_damage(frame, index, ts)
                 if pixels is not None and not pixels(index):
                     yield Frame(index, ts, NO_PIXELS)
                     index += 1
@@ -216,13 +233,23 @@ class VideoReader:
         except av.error.FFmpegError as e:
             raise IncompleteVideoError(
                 self.path, f"decode failed after {index} frames ({e.__class__.__name__}: {e})") from e
+        if (why := self._errors.unplaced()) is not None:
+            raise DamagedVideoError(self.path, f"damaged after frame {index - 1}: the decoder concealed an error "
+                                               f"({why}) in a frame it then dropped")
         _check_complete(self.path, self.info, index, last_t)
+
+    def _check_damage(self, frame: av.VideoFrame, index: int, ts: float) -> None:
+        why = self._errors.damage(frame)
+        if why is not None:
+            raise DamagedVideoError(self.path, f"frame {index} (at {ts:.2f} s) is damaged: the decoder concealed "
+                                               f"an error ({why}); its tracks would be guesses")
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
+            self._errors.close()
 
     def __enter__(self) -> VideoReader:
         return self
