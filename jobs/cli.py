@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jobs.exits import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from jobs.plan import DEFAULT_INCLUDE
@@ -79,6 +79,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write <dataset>/report.html at the end")
+    p.add_argument("--counts", type=Path, metavar="FILE.toml",
+                   help="lines and zones (vidtrack count's TOML): the report gets their counts over time")
     p.add_argument("--no-detections", action="store_true",
                    help="neither keep the detections stage nor re-track from it (always detect)")
 
@@ -140,6 +142,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return eval_main(args)
 
 
+def _counts(path: Path | None) -> Any:
+    """The report's lines and zones, read before anything runs (a bad file is a usage error)."""
+    if path is None:
+        return None
+    from jobs.count.geometry import CountError
+    from jobs.count.settings import spec_from_file
+    from jobs.exits import UsageError
+
+    try:
+        return spec_from_file(path)
+    except CountError as e:
+        raise UsageError(f"--counts {path}: {e}") from e
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.config import load_config
     from jobs.run import JobSpec, run_job
@@ -151,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         modified_since=args.modified_since, settle_seconds=args.settle_seconds, max_attempts=args.max_attempts,
         endpoint_url=args.s3_endpoint_url, progress=not args.no_progress, retry_failed=args.retry_failed,
         start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose,
-        report=not args.no_report, detections=not args.no_detections)
+        report=not args.no_report, detections=not args.no_detections, counts=_counts(args.counts))
     result = run_job(spec)
     print(result.summary_line())
     if result.report:

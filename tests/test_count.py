@@ -324,3 +324,24 @@ def test_real_video_over_s3_matches(doorway: Path, s3: str, capsys: pytest.Captu
     assert section.clock == "footage" and section.totals == {"entry": {"in": 2, "out": 0}}
     assert section.buckets == ["+0:00:00", "+0:00:10"]  # crossings at 1.4 s and 18.4 s of footage
     assert section.series == {("entry", "in"): [1, 1], ("entry", "out"): [0, 0]}
+
+
+def test_the_report_shows_line_counts_over_time(doorway: Path, tmp_path: Path) -> None:
+    """`vidtrack report DATASET --counts FILE` adds a section with each line's crossings per
+    direction, totals and per hour, the same numbers `vidtrack count` gives (test above)."""
+    cfg = tmp_path / "doorway.toml"
+    cfg.write_text('[[camera]]\nkey = "lobby/*"\n'
+                   'lines = { entry = [600, 410, 300, 410], exit = [600, 432, 600, 300] }\n')
+    html = tmp_path / "report.html"
+    assert main(["report", str(doorway), "--counts", str(cfg), "--out", str(html)]) == 0
+    page = html.read_text()
+    section = page[page.index('<section id="counts">'):]
+    section = section[:section.index("</section>")]
+    assert "<h2>Line counts</h2>" in section and "footage time" in section
+    totals = section[section.index("<h3>Totals</h3>"):section.index("<h3>Over time</h3>")]
+    rows = [[c.split(">")[-1] for c in r.split("</td>")[:-1]] for r in totals.split("<tr>")[2:]]
+    assert rows == [["entry", "2", "0"], ["exit", "2", "0"]]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[camera]]\nkey = "*"\nlines = { flat = [10, 10, 10, 10] }\n')
+    assert main(["report", str(doorway), "--counts", str(bad), "--out", str(tmp_path / "no.html")]) == 2
+    assert not (tmp_path / "no.html").exists()

@@ -41,6 +41,7 @@ class ReportData:
     throughput: Section
     tracked: Section
     sheet: list[dict[str, Any]]
+    counts: Any = None  # jobs.count.report.LineCountsOverTime when lines/zones were given
 
 
 def video_source(layout: DatasetLayout, video_id: str) -> str | None:

@@ -84,7 +84,8 @@ select video_id, count(*) as tracks, avg((dwell_s < {short})::int) as short_shar
 
 def render_page(d: ReportData) -> str:
     body = "\n".join([_header(d), _nav(), "<main>", _failures(d.failures), _history(d.history),
-                      _throughput(d.throughput), _tracked(d.tracked), _sheet(d.sheet), _parameters(d),
+                      _throughput(d.throughput), _tracked(d.tracked), _counts(d.counts), _sheet(d.sheet),
+                      _parameters(d),
                       "</main>"])
     summary = json.dumps({"params_id": d.params_id, "generated_at": d.generated_at, **d.summary},
                          sort_keys=True, default=str).replace("</", "<\\/")
@@ -234,6 +235,19 @@ def _tracked(t: Section) -> str:
             f'<div class="grid">{"".join(charts_html)}</div><h3>Classes</h3>{table(class_header, classes)}'
             f"<h3>Videos, highest share of short tracks first</h3>"
             + table(video_header, videos, total=t.values["videos_total"], what="videos") + "</section>")
+
+
+def _counts(c: Any) -> str:
+    """Crossings per line, direction and time bucket (`vidtrack report --counts FILE`)."""
+    if c is None:
+        return ""
+    totals = [(name, t["in"], t["out"]) for name, t in sorted(c.totals.items())]
+    clock = "wall-clock time" if c.clock == "wall" else "footage time (seconds from each video's start)"
+    return ('<section id="counts"><h2>Line counts</h2>'
+            f'<p class="note">Crossings of each line per {_duration(c.bucket_s)} of {escape(clock)}, '
+            "from the tracks (<code>vidtrack count</code> has zones, events and per-class counts).</p>"
+            f'<h3>Totals</h3>{table(["line", "in", "out"], totals)}'
+            f'<h3>Over time</h3>{table(c.header, c.rows)}</section>')
 
 
 def _plural(n: int, noun: str) -> str:

@@ -69,7 +69,7 @@ def run_job(spec: JobSpec) -> RunResult:
     if not plan.todo:
         layout.write_config(config_document(spec, ids))
         _recover_earlier_runs(layout, run_id)
-        return _finish(plan, journal, result, t0, spec.report)
+        return _finish(plan, journal, result, t0, spec.report, spec.counts)
     with ray_session(spec), signals_to_flag() as stop:
         pool = start_pool(spec, source, dest, ids, plan.todo)
         try:  # from here on, whatever happens, the manifest is written
@@ -79,7 +79,7 @@ def run_job(spec: JobSpec) -> RunResult:
                 Dispatcher(spec, pool, journal, result, stop).run(plan.todo)
         finally:
             pool.shutdown()
-            _finish(plan, journal, result, t0, spec.report)
+            _finish(plan, journal, result, t0, spec.report, spec.counts)
     return result
 
 
@@ -96,23 +96,24 @@ def _identities(spec: JobSpec, model_sha256: str, reid_local: str) -> RunIds:
                   model_sha256, detections_id)
 
 
-def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool) -> RunResult:
+def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool,
+            counts: Any = None) -> RunResult:
     _record_not_attempted(plan, journal, result)
     result.seconds = time.perf_counter() - t0
     _close_manifest(journal, result)
     log.info(result.summary_line())
     if report and not result.interrupted_by:
-        _write_report(journal.layout, result)
+        _write_report(journal.layout, result, counts)
     return result
 
 
-def _write_report(layout: DatasetLayout, result: RunResult) -> None:
+def _write_report(layout: DatasetLayout, result: RunResult, counts: Any = None) -> None:
     """The dataset's report.html (jobs/report/). A report that cannot be built is logged: the
     run's data and exit code stand (`vidtrack report` can rebuild it)."""
     from jobs.report import write_report
 
     try:
-        result.report = write_report(layout.storage, layout.params_id)
+        result.report = write_report(layout.storage, layout.params_id, counts)
     except Exception as e:
         log.error("could not write the run report (%s: %s); rebuild it with: vidtrack report %s",
                   e.__class__.__name__, e, result.dataset)

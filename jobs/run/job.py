@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from jobs.dataset.manifest import OUTSTANDING, Attempt, Status
 from jobs.exits import EXIT_INCOMPLETE, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_SOME_FAILED
@@ -36,6 +37,7 @@ class JobSpec:
     backoff_seconds: float = 2.0  # first retry delay of a retryable video; doubles each attempt
     verbose: bool = False
     report: bool = True  # write <dataset>/report.html at the end of the run
+    counts: Any = None  # jobs.count.settings.CountSpec: the report's line counts section (--counts FILE)
     detections: bool = True  # keep the detections stage, and re-track from it when it matches
 
 
