@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,30 @@ def test_clean_runs_keep_every_output(tud_video: Path, fast_cfg, fast_models,  #
         process_video(tud_video, out, fast_cfg, fast_models, max_frames=9)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.annotated.mp4", "v.summary.json", "v.tracks.parquet"]
     assert probe(out.video)["frames"] == 9  # type: ignore[arg-type]
+
+
+def test_variable_frame_rate_video_keeps_the_sources_times(tud_video: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                                           tmp_path: Path) -> None:
+    """A real VFR file (frame intervals from 33 ms to 220 ms, 1/1000 time base): every frame of
+    the annotated video sits within one 90 kHz tick of its source frame, not re-timed to a
+    constant rate; a constant-rate source keeps pts = frame index (its bytes as before)."""
+    import av
+
+    from tests.conftest import read_images
+    from tracking.sink import sink_time_base
+
+    gaps = [40, 40, 220, 33, 100, 67]
+    pts = [0, *np.cumsum([gaps[i % len(gaps)] for i in range(11)]).tolist()]
+    src = write_video(tmp_path / "vfr.mp4", read_images(TUD / "img1", 12), pts=pts, time_base=Fraction(1, 1000))
+    out = VideoOutputs.in_dir(tmp_path / "out", "v")
+    process_video(src, out, fast_cfg, fast_models)
+
+    def times(path: Path) -> list[float]:
+        with av.open(str(path)) as c:
+            t = sorted(float(f.time) for f in c.decode(video=0))
+        return [x - t[0] for x in t]
+
+    want, got = times(src), times(out.video)  # type: ignore[arg-type]
+    assert len(got) == len(want) == 12 and want[3] - want[2] == pytest.approx(0.220)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1 / 90000 + 1e-9
+    assert sink_time_base(times(tud_video), 25) is None  # constant rate: the encoder's time base is 1/25

@@ -43,10 +43,11 @@ from tracking.outputs import OutputSet
 from tracking.prefetch import prefetched
 from tracking.records import TrackTableWriter
 from tracking.refine import RefineStats, online_rows, refine
+from tracking.sink import VideoSink, sink_time_base
 from tracking.timing import StageTimer
 from tracking.tracker import VideoTracker
 from tracking.tracks import DETECTED, TrackLog, TrackRows, TrackState
-from tracking.video import Frame, VideoInfo, VideoReader, VideoSink, fps_from_timestamps
+from tracking.video import Frame, VideoInfo, VideoReader, fps_from_timestamps
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -348,11 +349,11 @@ def _write_tables(job: _Job, outs: OutputSet, tracking: _TrackStage, final: Trac
 
 
 def _render(job: _Job, outs: OutputSet, tracking: _TrackStage, final: TrackRows, path: Path) -> None:
-    """The annotated video: decode the source again and draw each frame's final records.
-    Its whole wall time (decode, draw, encode) counts as the "encode" stage."""
-    t, cfg, info = time.perf_counter(), job.cfg, tracking.info
-    sink = outs.open(VideoSink(path, info.width, info.height, tracking.fps or FALLBACK_FPS,
-                               cfg.output.video_crf, cfg.output.video_preset), "encode")
+    """The annotated video, at the source's presentation times: decode the source again and draw
+    each frame's final records. Its wall time (decode, draw, encode) is the "encode" stage."""
+    t, cfg, info, fps = time.perf_counter(), job.cfg, tracking.info, tracking.fps or FALLBACK_FPS
+    sink = outs.open(VideoSink(path, info.width, info.height, fps, cfg.output.video_crf, cfg.output.video_preset,
+                               sink_time_base(tracking.log.timestamps[:tracking.frames_tracked], fps)), "encode")
     bounds = np.searchsorted(final.frame, np.arange(tracking.frames_tracked + 1))
     with (VideoReader(job.source) as reader,
           prefetched(reader, cfg.detector.batch_size, max_frames=tracking.frames_tracked,
@@ -360,7 +361,7 @@ def _render(job: _Job, outs: OutputSet, tracking: _TrackStage, final: TrackRows,
         for batch in batches:
             for frame in batch:
                 states = _states(final, int(bounds[frame.index]), int(bounds[frame.index + 1]))
-                sink.write(draw_tracks(frame.bgr, states, job.names))
+                sink.write(draw_tracks(frame.bgr, states, job.names), frame.timestamp_s)
     job.timer.add("encode", t)
 
 

@@ -15,7 +15,6 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -23,9 +22,9 @@ import av.error
 import cv2
 import numpy as np
 
-from tracking.atomic import AtomicOutput
 from tracking.config import FALLBACK_FPS
 from tracking.damage import DecodeErrors
+from tracking.sink import VideoSink  # noqa: F401  (the encoder: tracking/sink.py, re-exported)
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -322,59 +321,6 @@ def fps_from_timestamps(timestamps_s: list[float]) -> float:
         return FALLBACK_FPS
     dt = float(np.median(np.diff(timestamps_s)))
     return 1.0 / dt if dt > 0 else FALLBACK_FPS
-
-
-def even_size(width: int, height: int) -> tuple[int, int]:
-    """yuv420p needs even dimensions: odd sizes are padded by one pixel."""
-    return width + (width & 1), height + (height & 1)
-
-
-class VideoSink(AtomicOutput):
-    """Write BGR frames as H.264 (libx264, yuv420p) in MP4 with the moov atom at the
-    front (faststart) so a browser plays it while downloading.
-
-    Writes to a temporary name beside `path` and renames on a clean `close()`; on an
-    exception inside the `with` block the partial file is removed.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], width: int, height: int, fps: float,
-                 crf: int = 23, preset: str = "veryfast") -> None:
-        super().__init__(path)
-        self.width, self.height = width, height
-        self.out_w, self.out_h = even_size(width, height)
-        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(int(FALLBACK_FPS))
-        self._container = av.open(str(self._tmp), mode="w", format="mp4",
-                                  options={"movflags": "+faststart"})
-        self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width, self._stream.height = self.out_w, self.out_h
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
-        self._stream.thread_type = "AUTO"
-        self.frames = 0
-
-    def write(self, bgr: np.ndarray) -> None:
-        if bgr.shape[:2] != (self.height, self.width):
-            raise ValueError(f"frame of shape {bgr.shape} does not match sink size {self.width}x{self.height}")
-        if (self.out_w, self.out_h) != (self.width, self.height):
-            bgr = cv2.copyMakeBorder(bgr, 0, self.out_h - self.height, 0, self.out_w - self.width,
-                                     cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
-        frame.pts = self.frames
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def _finish(self) -> None:
-        """Flush the encoder and close the container."""
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-
-    def _discard(self) -> None:
-        try:
-            self._container.close()
-        except av.error.FFmpegError as e:  # closing a half-written file can fail; the file is removed anyway
-            log.debug("closing aborted sink %s: %s", self._tmp, e)
 
 
 def probe(path: str | os.PathLike[str]) -> dict[str, object]:
