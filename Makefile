@@ -8,7 +8,7 @@ OUTPUT ?= out
 MODEL  ?= $(SHARED)/models/yolov8n.pt
 BIN     = $(VENV)/bin
 
-.PHONY: setup run test lint lock bench clean
+.PHONY: setup run test lint lock bench bench-gpu clean
 
 $(BIN)/vidtrack: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: lint
 
 bench: setup
 	VIDTRACK_MODELS=$(abspath $(SHARED)/models/reid) $(BIN)/vidtrack-bench --model $(abspath $(MODEL))
+
+# The per-video library on NVIDIA GPUs (bench/gpu.py): one JSON file and one table in under 8 minutes;
+# without CUDA it says so and exits 0. On a machine without this venv: /work/notes/gpu_readme.md.
+bench-gpu:
+	VIDTRACK_MODELS=$(abspath $(SHARED)/models/reid) $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) \
+	  -m bench --gpu --model $(abspath $(MODEL))
 
 # Resolve pyproject.toml afresh into requirements.lock (needs the package index).
 lock:

@@ -13,6 +13,7 @@ sequence's ground truth when it has one (TUD-Campus does).
     vidtrack-bench --costs                                         # ms per crop / frame of each option
     vidtrack-bench --reid                                          # re-ID AUC of each appearance option
     vidtrack-bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
+    vidtrack-bench --gpu                                           # NVIDIA GPUs, 1/2/4 workers each (bench/gpu.py)
 
 Every line starts with the CPU it ran on (model; bf16, VNNI, AMX found or not): vidtrack's CPU
 inference is fp32 (or int8 when asked) whatever the CPU, so its numbers do not lean on bf16.
@@ -519,6 +520,10 @@ def _frame_count(video: Path) -> int:
 
 def main(args: argparse.Namespace) -> int:
     _resolve_paths(args)
+    if getattr(args, "gpu", False):
+        from bench.gpu import gpu_bench
+
+        return gpu_bench(args)
     print(_cpu_line(), flush=True)
     if args.count:
         from bench.count_bench import main as count_bench
@@ -551,6 +556,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidtrack-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_bench_args(parser)
+    from bench.gpu import add_gpu_args
+
+    add_gpu_args(parser)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return main(parser.parse_args(argv))
 
