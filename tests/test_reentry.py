@@ -38,8 +38,8 @@ def test_a_person_back_after_ten_seconds_elsewhere_keeps_their_id() -> None:
               {"id": 2, "frames": range(270, 300), "box": _box(600), "emb": a}]
     back, stats = refine(_log(tracks, 300), ON, FPS, reentry_classes=PERSON)
     assert stats.reentered == 1 and len(_ids(back)) == 2
-    apart, _ = refine(_log(tracks, 300), RefineConfig(**{**OFF.__dict__, "stitch_max_gap_s": 2.0}), FPS,
-                      reentry_classes=PERSON)
+    stitch_only = RefineConfig(**{**OFF.__dict__, "stitch_max_gap_s": 2.0, "reentry_max_gap_s": 0.0})
+    apart, _ = refine(_log(tracks, 300), stitch_only, FPS, reentry_classes=PERSON)
     assert len(_ids(apart)) == 3
 
 
