@@ -10,8 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from jobs.dataset.index import read_markers
 from jobs.dataset.layout import DatasetLayout
-from jobs.dataset.markers import FailedMarker, SourceIdentity, done_markers, failed_markers
+from jobs.dataset.markers import DoneMarker, FailedMarker, SourceIdentity
 from jobs.storage import ObjectInfo, Storage, matches, printable
 
 log = logging.getLogger("vidtrack.jobs.plan")
@@ -73,6 +74,8 @@ class Plan:
     failed_before: list[tuple[VideoTask, FailedMarker]]  # failed for its own reasons, source unchanged
     ignored: Counter[str] = field(default_factory=Counter)  # objects passed over, by reason
     listed: int = 0  # objects under the input, videos or not
+    done_digest: str = ""  # of the `_done` markers as listed (jobs/dataset/index.py): the report built from them
+    markers_changed: bool = False  # markers appeared, changed or went since the marker index was written
 
     @property
     def changed(self) -> int:
@@ -104,8 +107,9 @@ def plan_run(source: Storage, layout: DatasetLayout, include: list[str], exclude
              modified_since: datetime | None = None, retry_failed: bool = False,
              settle_seconds: float = 0.0) -> Plan:
     tasks, ignored, listed = list_videos(source, include, exclude, modified_since, settle_seconds)
-    done_by_id, failed_by_id = done_markers(layout), failed_markers(layout)
-    plan = Plan([], [], [], ignored, listed)
+    done_read, failed_read = read_markers(layout, "_done", DoneMarker), read_markers(layout, "_failed", FailedMarker)
+    done_by_id, failed_by_id = done_read.markers, failed_read.markers
+    plan = Plan([], [], [], ignored, listed, done_read.digest, done_read.changed or failed_read.changed)
     for t in tasks:
         done, failed = done_by_id.get(t.video_id), failed_by_id.get(t.video_id)
         if done is not None and done.matches(t.identity):

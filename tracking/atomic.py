@@ -20,8 +20,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(p)
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a write that fails (disk full) leaves nothing behind
+        raise
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

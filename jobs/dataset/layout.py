@@ -9,6 +9,9 @@
                                                      skipped until the source object changes
     <params_id>/_journal/run_id=<run>/<n>.json       attempt records of a run still going (or killed)
     <params_id>/_lease/<id>.json                     a run is processing this video right now
+    <params_id>/_index/done.parquet, failed.parquet  the markers as last read, by version: a cache that
+                                                     makes reading them one LIST per 1,000 (jobs/dataset/index.py)
+    <params_id>/_index/report.json                   the `_done` markers report.html was built from
 
 Beside the datasets, `_detections/<detections_id>/` holds the detections stage (jobs/detections.py).
 """

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Self, TypeVar
 
+from jobs.dataset.index import read_markers
 from jobs.dataset.manifest import Attempt, Status, known_fields, now_iso
 from jobs.storage import Storage, StorageError
 
@@ -129,27 +129,13 @@ M = TypeVar("M", DoneMarker, FailedMarker, DetectionsMarker)
 
 
 def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
-    """video_id -> its `_done` marker (the source version it describes)."""
-    return _markers(layout, "_done", DoneMarker)
+    """video_id -> its `_done` marker (the source version it describes), through the marker index."""
+    return read_markers(layout, "_done", DoneMarker).markers
 
 
 def failed_markers(layout: DatasetLayout) -> dict[str, FailedMarker]:
-    """video_id -> the failure marker (source identity, error) of earlier runs."""
-    return _markers(layout, "_failed", FailedMarker)
-
-
-def _markers(layout: DatasetLayout, folder: str, cls: type[M]) -> dict[str, M]:
-    prefix = layout.key(folder) + "/"
-    keys = [o.key for o in layout.storage.list(prefix) if o.key.endswith(".json")]
-    with ThreadPoolExecutor(max_workers=16) as pool:  # one small GET each: in parallel on S3
-        blobs = list(pool.map(layout.storage.read_bytes, keys))
-    out = {}
-    for key, blob in zip(keys, blobs, strict=True):
-        try:
-            out[key[len(prefix):-len(".json")]] = cls.from_bytes(blob)
-        except (ValueError, TypeError) as e:  # unreadable marker: treat the video as not done
-            log.warning("ignoring unreadable marker %s (%s: %s)", key, e.__class__.__name__, e)
-    return out
+    """video_id -> the failure marker (source identity, error) of earlier runs, through the marker index."""
+    return read_markers(layout, "_failed", FailedMarker).markers
 
 
 def read_marker(cls: type[M], storage: Storage, key: str, current: SourceIdentity) -> M | None:

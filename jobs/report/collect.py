@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from jobs.dataset.index import read_markers
 from jobs.dataset.layout import DatasetLayout
-from jobs.dataset.markers import done_markers
+from jobs.dataset.markers import DoneMarker
 from jobs.report.data import ReportData, ReportError
 from jobs.storage import ObjectInfo, Storage
 from tracking.records import TRACK_SCHEMA
@@ -53,7 +54,7 @@ def collect(storage: Storage, params_id: str) -> ReportData:
     with tempfile.TemporaryDirectory(prefix="vidtrack-report-") as tmp:
         con = duckdb.connect()
         register_manifest(con, layout, Path(tmp))
-        register_done(con, layout)
+        done_digest = register_done(con, layout)
         register_tracks(con, layout)
         q.prepare(con)
         data = ReportData(
@@ -61,7 +62,7 @@ def collect(storage: Storage, params_id: str) -> ReportData:
             generated_at=datetime.now(UTC).isoformat(timespec="seconds"), config=config,
             summary=q.summary(con), history=q.history(con), failures=q.failures(con),
             throughput=q.throughput(con), tracked=q.tracked(con),
-            sheet=contact_sheet(con, layout))
+            sheet=contact_sheet(con, layout), done_digest=done_digest)
         con.close()
     return data
 
@@ -86,15 +87,18 @@ def register_manifest(con: duckdb.DuckDBPyConnection, layout: DatasetLayout, tmp
     log.debug("manifest: %d files, extra columns %s", len(paths), sorted(present - set(MANIFEST_COLUMNS)))
 
 
-def register_done(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> None:
-    """Table `done`: one row per complete video, from its _done marker (read in parallel;
-    an unreadable marker is logged and its video counted as not complete)."""
-    markers = done_markers(layout).values()
+def register_done(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> str:
+    """Table `done`: one row per complete video, from its _done marker (through the marker index,
+    as a run plans; an unreadable marker is logged and its video counted as not complete). Returns
+    the markers' digest."""
+    read = read_markers(layout, "_done", DoneMarker)
+    markers = read.markers.values()
     done = pa.Table.from_pylist([{f: getattr(m, f, None) for f in DONE_SCHEMA.names} for m in markers],
                                 schema=DONE_SCHEMA)
     con.register("done_arrow", done)
     con.execute("create table done as select * from done_arrow")
     con.unregister("done_arrow")
+    return read.digest
 
 
 def register_tracks(con: duckdb.DuckDBPyConnection, layout: DatasetLayout) -> None:

@@ -42,6 +42,7 @@ class ReportData:
     tracked: Section
     sheet: list[dict[str, Any]]
     counts: Any = None  # jobs.count.report.LineCountsOverTime when lines/zones were given
+    done_digest: str = ""  # the `_done` markers it was built from (jobs/dataset/index.py)
 
 
 def video_source(layout: DatasetLayout, video_id: str) -> str | None:

@@ -68,8 +68,9 @@ def run_job(spec: JobSpec) -> RunResult:
     journal = ManifestJournal(layout, run_id)
     if not plan.todo:
         layout.write_config(config_document(spec, ids))
-        _recover_earlier_runs(layout, run_id)
-        return _finish(plan, journal, result, t0, spec.report, spec.counts)
+        recovered = _recover_earlier_runs(layout, run_id)
+        return _finish(plan, journal, result, t0, spec.report, spec.counts,
+                       rebuild=recovered or plan.markers_changed)
     with ray_session(spec), signals_to_flag() as stop:
         pool = start_pool(spec, source, dest, ids, plan.todo)
         try:  # from here on, whatever happens, the manifest is written
@@ -97,33 +98,40 @@ def _identities(spec: JobSpec, model_sha256: str, reid_local: str) -> RunIds:
 
 
 def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool,
-            counts: Any = None) -> RunResult:
+            counts: Any = None, rebuild: bool = True) -> RunResult:
     _record_not_attempted(plan, journal, result)
     result.seconds = time.perf_counter() - t0
     _close_manifest(journal, result)
     log.info(result.summary_line())
     if report and not result.interrupted_by:
-        _write_report(journal.layout, result, counts)
+        _write_report(journal.layout, result, counts, "" if rebuild else plan.done_digest)
     return result
 
 
-def _write_report(layout: DatasetLayout, result: RunResult, counts: Any = None) -> None:
-    """The dataset's report.html (jobs/report/). A report that cannot be built is logged: the
-    run's data and exit code stand (`vidtrack report` can rebuild it)."""
-    from jobs.report import write_report
+def _write_report(layout: DatasetLayout, result: RunResult, counts: Any = None, done_digest: str = "") -> None:
+    """The dataset's report.html (jobs/report/), unless `done_digest` is given (the run attempted
+    nothing and no marker changed) and the published report was built from those markers and
+    counts. A report that cannot be built is logged: the run's data and exit code stand
+    (`vidtrack report` can rebuild it)."""
+    from jobs.report import current_report, write_report
 
     try:
-        result.report = write_report(layout.storage, layout.params_id, counts)
+        current = current_report(layout.storage, layout.params_id, done_digest, counts) if done_digest else None
+        if current:
+            log.info("report: %s is current (nothing published since it was built)", current)
+        result.report = current or write_report(layout.storage, layout.params_id, counts)
     except Exception as e:
         log.error("could not write the run report (%s: %s); rebuild it with: vidtrack report %s",
                   e.__class__.__name__, e, result.dataset)
 
 
-def _recover_earlier_runs(layout: DatasetLayout, run_id: str) -> None:
+def _recover_earlier_runs(layout: DatasetLayout, run_id: str) -> bool:
+    """True when an earlier run's manifest was recovered (or may have been: the report is rebuilt)."""
     try:
-        recover(layout, f"run {run_id} (recovering)")
+        return bool(recover(layout, f"run {run_id} (recovering)"))
     except Exception as e:  # their journals stay; the next run tries again
         log.error("could not recover the journal of an earlier run (%s: %s)", e.__class__.__name__, e)
+        return True
 
 
 def _open_storages(spec: JobSpec) -> tuple[Storage, Storage]:

@@ -12,6 +12,7 @@ ask which kind it is.
 from __future__ import annotations
 
 from jobs.storage.base import (
+    PARALLEL_READS,
     UNKNOWN_SIZE,
     LeaseHeld,
     ObjectInfo,
@@ -42,5 +43,6 @@ def overlaps(a: Storage, b: Storage) -> bool:
     return ua.startswith(ub) or ub.startswith(ua)
 
 
-__all__ = ["UNKNOWN_SIZE", "LeaseHeld", "LocalStorage", "ObjectInfo", "S3Storage", "SourceChangedError", "Storage",
-           "StorageError", "check_key", "matches", "open_storage", "overlaps", "printable"]
+__all__ = ["PARALLEL_READS", "UNKNOWN_SIZE", "LeaseHeld", "LocalStorage", "ObjectInfo", "S3Storage",
+           "SourceChangedError", "Storage", "StorageError", "check_key", "matches", "open_storage", "overlaps",
+           "printable"]

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+PARALLEL_READS = 16  # small objects (markers) one caller reads at once, each on its own connection
 UNKNOWN_SIZE = -1  # an ObjectInfo made without listing: download it without checking its version
 
 

@@ -19,12 +19,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jobs.storage.base import UNKNOWN_SIZE, LeaseHeld, ObjectInfo, SourceChangedError, StorageError, check_key
+from jobs.storage.base import (
+    PARALLEL_READS,
+    UNKNOWN_SIZE,
+    LeaseHeld,
+    ObjectInfo,
+    SourceChangedError,
+    StorageError,
+    check_key,
+)
 
 log = logging.getLogger("vidtrack." + __name__)
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PRESIGNED_URL_S = 900  # how long a reader URL (the report's contact sheet) stays valid
+UPLOAD_THREADS = 10  # s3transfer's threads for one multipart upload or download (its default)
+# One client's connection pool holds a connection for every thread that can use it at once: parallel
+# reads of markers, a transfer's threads, and the few others (lease renewal, journal, progress). A
+# smaller pool makes urllib3 drop connections ("Connection pool is full, discarding connection").
+MAX_POOL_CONNECTIONS = PARALLEL_READS + UPLOAD_THREADS + 6
 
 
 class S3Storage:
@@ -52,7 +65,8 @@ class S3Storage:
 
             self._client = boto3.session.Session().client(
                 "s3", endpoint_url=self.endpoint_url,
-                config=Config(retries={"mode": "standard", "max_attempts": 10}))
+                config=Config(retries={"mode": "standard", "max_attempts": 10},
+                              max_pool_connections=MAX_POOL_CONNECTIONS))
         return self._client
 
     def _name(self, key: str) -> str:
@@ -130,7 +144,8 @@ class S3Storage:
 
         with _s3_errors(self._name(key), "upload"):
             self.client.upload_file(str(src), self.bucket, self.prefix + check_key(key),
-                                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
+                                    Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                                          max_concurrency=UPLOAD_THREADS))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with _s3_errors(self._name(key), "write"):
