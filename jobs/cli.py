@@ -92,10 +92,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+VERBOSE_HELP = ("debug logging (-v: vidtrack and Ray; -vv: also botocore's and urllib3's request logs, "
+                "credentials redacted); before or after the command")
+
+
+def _verbosity(p: argparse.ArgumentParser, dest: str = "verbose") -> argparse.ArgumentParser:
+    """-v/--verbose on `p`: `vidtrack -v run ...` and `vidtrack run ... -v` both count."""
+    p.add_argument("-v", "--verbose", dest=dest, action="count", default=0, help=VERBOSE_HELP)
+    return p
+
+
+class _Sub:
+    """The subcommand parsers, each with its own -v (counted apart from the main parser's)."""
+
+    def __init__(self, sub: Any) -> None:
+        self.sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return _verbosity(self.sub.add_parser(name, **kwargs), "verbose_after")
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    return int(args.verbose) + int(getattr(args, "verbose_after", 0))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vidtrack", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _verbosity(_Parser(prog="vidtrack", description=__doc__))
+    sub = _Sub(parser.add_subparsers(dest="command", required=True))
 
     p = sub.add_parser("track", help="track objects in one local video")
     p.add_argument("video", type=Path, help="video file, or a folder of numbered images")
@@ -166,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address, include=args.include or list(DEFAULT_INCLUDE), exclude=args.exclude,
         modified_since=args.modified_since, settle_seconds=args.settle_seconds, max_attempts=args.max_attempts,
         endpoint_url=args.s3_endpoint_url, progress=not args.no_progress, retry_failed=args.retry_failed,
-        start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=args.verbose,
+        start_timeout=args.start_timeout, grace_seconds=args.grace_seconds, verbose=verbosity(args) > 0,
         report=not args.no_report, detections=not args.no_detections, counts=_counts(args.counts))
     result = run_job(spec)
     print(result.summary_line())
@@ -180,12 +203,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: int) -> None:
+    """Every record redacted and escaped (jobs/logsafe.py). botocore's, s3transfer's and urllib3's
+    debug logs (every request's headers and signature) only at -vv: they are the one place
+    credentials would pass through a log, redaction is the guard, and -v is for the job."""
+    from jobs.logsafe import install
+
+    install()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:  # third-party chatter (exports, Ray's start-up) stays out of the operator's terminal
-        for name in ("ultralytics", "ray", "openvino", "urllib3", "botocore", "s3transfer"):
+        for name in ("ultralytics", "ray", "openvino"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if verbose < 2:
+        for name in ("urllib3", "botocore", "boto3", "s3transfer"):
+            logging.getLogger(name).setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -196,9 +228,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(verbosity(args))
     from jobs.count.cli import main as cmd_count
     from jobs.exits import StartError, UsageError
+    from jobs.logsafe import redact, shown
     from jobs.storage import StorageError
     from tracking.config import ConfigError
     from tracking.modelref import ModelError
@@ -208,10 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (ConfigError, ModelError, VideoError, FileNotFoundError, UsageError, StorageError) as e:
-        print(f"vidtrack {args.command}: error: {e}", file=sys.stderr)
+        print(f"vidtrack {args.command}: error: {shown(redact(str(e)))}", file=sys.stderr)
         return EXIT_USAGE
     except StartError as e:
-        print(f"vidtrack {args.command}: error: {e}", file=sys.stderr)
+        print(f"vidtrack {args.command}: error: {shown(redact(str(e)))}", file=sys.stderr)
         return EXIT_USAGE if e.usage else EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print(f"vidtrack {args.command}: interrupted", file=sys.stderr)

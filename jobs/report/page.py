@@ -8,14 +8,24 @@ fetch (`default-src 'none'`). A machine-readable summary sits in
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
-from html import escape
 from typing import Any
 
+from jobs.logsafe import shown
 from jobs.report import charts
 from jobs.report.data import MAX_TABLE_ROWS, SHORT_TRACK_S, ReportData, Section
 from jobs.report.queries import CHART_BARS, DWELL_EDGES_S, FAILURES_PER_CLASS, ordered_statuses
+
+LINES = "\n"  # what a <pre> block keeps
+
+
+def escape(text: object, keep: str = "") -> str:
+    """HTML-escaped, with control and other non-printable characters shown as \\n, \\x1b, ...
+    (a name never puts a raw ESC or CR into the page); `keep`: characters left as they are."""
+    return html.escape(shown(text, keep))
+
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -296,7 +306,7 @@ def _parameters(d: ReportData) -> str:
             f"<p>params_id <code>{escape(str(cfg.get('params_id', d.params_id)))}</code> · model "
             f"<code>{escape(str(model.get('uri', '')))}</code> · SHA-256 <code>{escape(str(model.get('sha256', '')))}"
             f"</code> · dataset created {escape(str(cfg.get('created_at', '')))}</p>"
-            f'<div class="grid"><div><h3>Resolved parameters</h3><pre>{escape(params)}</pre></div>'
+            f'<div class="grid"><div><h3>Resolved parameters</h3><pre>{escape(params, LINES)}</pre></div>'
             f"<div><h3>Versions</h3>{table(['package', 'version'], versions)}</div></div>"
             f"<h3>The full lists, in SQL (DuckDB)</h3><p class=\"note\">Tables above show at most "
-            f"{MAX_TABLE_ROWS} rows.</p><pre>{escape(hints)}</pre></section>")
+            f"{MAX_TABLE_ROWS} rows.</p><pre>{escape(hints, LINES)}</pre></section>")

@@ -63,10 +63,17 @@ class S3Storage:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.session.Session().client(
+            from jobs.logsafe import remember_credentials
+
+            session = boto3.session.Session()
+            self._client = session.client(
                 "s3", endpoint_url=self.endpoint_url,
                 config=Config(retries={"mode": "standard", "max_attempts": 10},
                               max_pool_connections=MAX_POOL_CONNECTIONS))
+            creds = session.get_credentials()  # resolved by the client already: whatever the chain found
+            if creds is not None:  # never logged: redacted wherever they would appear
+                frozen = creds.get_frozen_credentials()
+                remember_credentials((frozen.secret_key, frozen.token))
         return self._client
 
     def _name(self, key: str) -> str:

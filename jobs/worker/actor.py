@@ -62,6 +62,9 @@ class VideoWorker:
                  run_id: str = "", detections_id: str = "", load_models: bool = True) -> None:
         import ray
 
+        from jobs.logsafe import install
+
+        install()  # this process's logs reach the driver and Ray's session folder: redacted, names escaped
         self.node_id = ray.get_runtime_context().get_node_id()
         self.run_id, self.owner = run_id, f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
         self.workdir = claim_workdir(self.node_id)
