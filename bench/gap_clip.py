@@ -2,7 +2,7 @@
 
 No shared sequence has such an absence, so one is built: the sequence's frames 1..cut, then
 `gap_s` seconds of the empty scene (the per-pixel median of every frame: people move, the
-background stays), then frames cut+1..end, with the ground truth of the second part shifted by
+background stays; blurred, so nothing in it is detected), then frames cut+1..end, with the ground truth of the second part shifted by
 the gap. Every identity visible on both sides of the cut is gone for `gap_s` seconds and comes
 back where it left, looking as it did: the tracker loses it (nobody is detected in the gap) and
 only re-entry (tracking/reentry.py) can give it its earlier ID. The same clip without the gap
@@ -40,7 +40,9 @@ def build_gap_clip(src: Path, dst: Path, cut: int | None = None, gap_s: float = 
         if img is None:
             raise ValueError(f"{f}: missing or unreadable")
         images.append(img)
-    background = np.median(np.stack(images), axis=0).astype(np.uint8)
+    # blurred: people sitting behind a building's windows stay in the median and would be detected
+    # (static, and not in the ground truth), turning the gap into hundreds of false positives
+    background = cv2.GaussianBlur(np.median(np.stack(images), axis=0).astype(np.uint8), (0, 0), 8)
     if dst.exists():
         shutil.rmtree(dst)
     (dst / "img1").mkdir(parents=True)

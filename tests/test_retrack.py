@@ -152,3 +152,16 @@ def test_a_key_added_at_its_default_changes_no_identity() -> None:
     assert rate.params_id("m", "r") != base.params_id("m", "r")
     assert rate.detections_id("m", "e") != base.detections_id("m", "e")
     assert rate.detections_id("m", "e") != load_config(None, ["detector.max_fps=8.33"]).detections_id("m", "e")
+
+
+def test_people_are_stored_with_their_own_embedding_size(full_run) -> None:  # type: ignore[no-untyped-def]
+    """TUD-Campus has people and their bags: people keep the 256 re-identification values, the
+    bags MobileNetV2's 1280, each stored unpadded (README's storage numbers)."""
+    outputs, _ = full_run
+    header = read_header(outputs.detections, "D")
+    table = pq.read_table(outputs.detections)
+    classes = [c for frame in table["class_id"].to_pylist() for c in frame]
+    stored = sum(len(e) for e in table["embedding"].to_pylist())
+    people = sum(c == 0 for c in classes)
+    assert header.embedding_dim == 1280 and header.class_dims == {0: 256}
+    assert 0 < people < len(classes) and stored == 256 * people + 1280 * (len(classes) - people)

@@ -66,6 +66,12 @@ class ClassAppearance:
         self.device = device if self.general is None else self.general.device
         self.backend = "openvino" if self.general is None else self.general.backend
 
+    def stored_dims(self) -> dict[int, int]:
+        """Classes whose rows are narrower than `dim` (the detections stage stores them unpadded)."""
+        if self.reid is None or self.reid.dim >= self.dim:
+            return {}
+        return dict.fromkeys(self.reid_ids.tolist(), self.reid.dim)
+
     def reid_mask(self, dets: Detections) -> np.ndarray:
         """Which detections the re-identification network embeds."""
         if self.reid is None:

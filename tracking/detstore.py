@@ -7,7 +7,9 @@ One Parquet row per frame, frames without detections included (re-tracking must 
 frame sequence and timestamps: track ages advance on empty frames), and frames the detector did
 not see (`detector.max_fps`): `detected` false, no detections (the tracker predicts them instead
 of missing every track there). A frame's detections are flat lists: `xyxy` (4 floats each),
-`confidence`, `class_id`, and `embedding` (float16, `embedding_dim` values each). Files before
+`confidence`, `class_id`, and `embedding` (float16, `embedding_dim` values each, or for the classes
+in the metadata's `class_dims` only that many: a person's 256 re-identification values are not stored
+padded to the general embedder's 1280, tracking/appearance.py). Files before
 `detected` ("vidtrack-detections-1") are read as every frame detected. The file's metadata holds
 what re-tracking needs besides: frame size and rate, the detector's class names, and
 `detections_id` (what produced it, from `PipelineConfig.detections_id` beside `params_id`).
@@ -81,6 +83,7 @@ class DetectionsHeader:
     frame_count: int  # declared by the container (0: unknown)
     class_names: dict[int, str]
     embedding_dim: int
+    class_dims: dict[int, int]  # classes whose embeddings are stored shorter than embedding_dim (zero-padded)
     frames: int  # rows in the file: every decoded frame
     execution: dict[str, str]  # what detected and embedded it (pipeline.Models.execution)
 
@@ -94,11 +97,12 @@ def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
 class DetectionsWriter(AtomicOutput):
     def __init__(self, path: str | os.PathLike[str], *, detections_id: str, width: int, height: int, fps: float,
                  frame_count: int, class_names: dict[int, str], row_group_frames: int = 1024,
-                 execution: dict[str, str] | None = None) -> None:
+                 execution: dict[str, str] | None = None, class_dims: dict[int, int] | None = None) -> None:
         super().__init__(path)
+        self.class_dims = class_dims or {}
         self._meta = {"format": FORMAT, "detections_id": detections_id, "width": width, "height": height,
                       "fps": fps, "frame_count": frame_count, "class_names": sorted(class_names.items()),
-                      "execution": execution or {}}
+                      "execution": execution or {}, "class_dims": sorted(self.class_dims.items())}
         self._writer: pq.ParquetWriter | None = None
         self._rows: list[dict[str, object]] = []
         self.row_group_frames, self.frames, self.dim = row_group_frames, 0, 0
@@ -106,10 +110,11 @@ class DetectionsWriter(AtomicOutput):
     def add(self, frames: Sequence[Stamp], dets: Sequence[Detections | None], embeds: Sequence[np.ndarray]) -> None:
         """A batch of frames in order; a frame's detections are None where it was not detected."""
         for f, d, e in zip(frames, dets, embeds, strict=True):
-            flat = np.asarray(e, np.float16).reshape(-1)
             seen = d if d is not None else Detections.empty()
+            e16 = np.asarray(e, np.float16)
             if len(seen):
-                self.dim = self.dim or flat.size // len(seen)
+                self.dim = self.dim or e16.shape[1]
+            flat = e16[_stored(seen.class_id, e16.shape[1] if e16.ndim == 2 else 0, self.class_dims)]
             self._rows.append({"frame_index": f.index, "timestamp_s": f.timestamp_s,
                                "xyxy": seen.xyxy.reshape(-1), "confidence": seen.confidence,
                                "class_id": seen.class_id, "embedding": flat, "detected": d is not None})
@@ -145,9 +150,11 @@ class DetectionsRecord:
     one). `open_output` enters the writer among the video's other outputs (all or none)."""
 
     def __init__(self, path: str | os.PathLike[str], open_output: Callable[[DetectionsWriter], DetectionsWriter], *,
-                 detections_id: str, class_names: dict[int, str], execution: dict[str, str] | None = None) -> None:
+                 detections_id: str, class_names: dict[int, str], execution: dict[str, str] | None = None,
+                 class_dims: dict[int, int] | None = None) -> None:
         self.path, self.open_output = path, open_output
         self.detections_id, self.class_names, self.execution = detections_id, class_names, execution
+        self.class_dims = class_dims  # see DetectionsWriter
         self.writer: DetectionsWriter | None = None
 
     def add(self, batch: Sequence[Stamp], dets: Sequence[Detections | None], embeds: list[np.ndarray], *,
@@ -156,8 +163,25 @@ class DetectionsRecord:
         if self.writer is None:
             self.writer = self.open_output(DetectionsWriter(
                 self.path, detections_id=self.detections_id, width=info.width, height=info.height, fps=fps,
-                frame_count=info.frame_count, class_names=self.class_names, execution=self.execution))
+                frame_count=info.frame_count, class_names=self.class_names, execution=self.execution,
+                class_dims=self.class_dims))
         self.writer.add(batch, dets, embeds)
+
+
+def _stored(class_id: np.ndarray, dim: int, class_dims: dict[int, int]) -> np.ndarray:
+    """(n, dim) mask of the embedding values a file stores: each row's first `class_dims[class]`
+    values (all `dim` for other classes), row by row (what boolean indexing flattens in order)."""
+    width = np.array([class_dims.get(int(c), dim) for c in class_id], np.int64).reshape(-1, 1)
+    return np.arange(dim)[None, :] < width
+
+
+def _unpack(flat: np.ndarray, class_id: np.ndarray, dim: int, class_dims: dict[int, int]) -> np.ndarray:
+    """One frame's (n, dim) float32 embeddings from its stored values, zero-padded as tracked."""
+    if not dim:
+        return np.zeros((0, 0), np.float32)
+    out = np.zeros((len(class_id), dim), np.float32)
+    out[_stored(class_id, dim, class_dims)] = flat.astype(np.float32)
+    return out
 
 
 def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsHeader:
@@ -174,7 +198,8 @@ def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsH
         raise DetectionsCacheError(f"{os.fspath(path)}: made by {meta.get('detections_id')!r}, not {detections_id!r}")
     return DetectionsHeader(detections_id, int(meta["width"]), int(meta["height"]), float(meta["fps"]),
                             int(meta["frame_count"]), {int(k): str(v) for k, v in meta["class_names"]},
-                            int(meta["embedding_dim"]), f.metadata.num_rows,
+                            int(meta["embedding_dim"]), {int(k): int(v) for k, v in meta.get("class_dims", [])},
+                            f.metadata.num_rows,
                             meta.get("execution") or {"detections": "not recorded (a detections stage before 0.3)"})
 
 
@@ -192,8 +217,8 @@ def read_batches(path: str | os.PathLike[str], header: DetectionsHeader, batch_f
                     if seen else None
                     for b, c, k, seen in zip(cols["xyxy"], cols["confidence"], cols["class_id"], detected,
                                              strict=True)]
-            embeds = [np.asarray(e, np.float16).astype(np.float32).reshape(-1, dim) if dim else
-                      np.zeros((0, 0), np.float32) for e in cols["embedding"]]
+            embeds = [_unpack(np.asarray(e, np.float16), np.asarray(k), dim, header.class_dims)
+                      for e, k in zip(cols["embedding"], cols["class_id"], strict=True)]
             yield stamps, dets, embeds
     except (OSError, pa.ArrowInvalid) as e:
         raise DetectionsCacheError(f"{os.fspath(path)}: unreadable ({e})") from e

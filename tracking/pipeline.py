@@ -171,7 +171,7 @@ def process_video(source: str | os.PathLike[str], outputs: VideoOutputs, cfg: Pi
             outs = OutputSet(stack, job.timer)
             record = (DetectionsRecord(outputs.detections, lambda w: outs.open(w, "detections"),
                                        detections_id=detections_id, class_names=job.names,
-                                       execution=job.execution)
+                                       execution=job.execution, class_dims=models.embedder.stored_dims())
                       if outputs.detections else None)
             tracking = _track(job, models, detect, record, max_frames)
             done = _write_outputs(job, outs, tracking)
