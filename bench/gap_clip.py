@@ -2,11 +2,12 @@
 
 No shared sequence has such an absence, so one is built: the sequence's frames 1..cut, then
 `gap_s` seconds of the empty scene (the per-pixel median of every frame: people move, the
-background stays; blurred, so nothing in it is detected), then frames cut+1..end, with the ground truth of the second part shifted by
-the gap. Every identity visible on both sides of the cut is gone for `gap_s` seconds and comes
-back where it left, looking as it did: the tracker loses it (nobody is detected in the gap) and
-only re-entry (tracking/reentry.py) can give it its earlier ID. The same clip without the gap
-is the sequence itself, so IDF1 with and without the gap compares like with like.
+background stays; blurred, so nothing in it is detected), then frames cut+1..end, with the
+ground truth of the second part shifted by the gap. Every identity visible on both sides of the
+cut is gone for `gap_s` seconds and comes back where it left, looking as it did: the tracker
+loses it (nobody is detected in the gap) and only re-entry (tracking/reentry.py) can give it its
+earlier ID. The same clip without the gap is the sequence itself, so IDF1 with and without the
+gap compares like with like.
 
 `python -m bench.gap_clip SEQ OUT [--cut N] [--gap-s S]` writes the clip's folder.
 """

@@ -76,8 +76,8 @@ def test_params_id_identity() -> None:
     # ...execution knobs and where the model lives do not (its bytes identify it)
     assert load_config(None, ["detector.model=s3://b/m.pt"]).params_id("a" * 64, "r" * 64) == \
         load_config(None, ["detector.model=/local/m.pt"]).params_id("a" * 64, "r" * 64)
-    assert load_config(None, ["detector.batch_size=2", "detector.device='cpu'",
-                              "embedder.batch_size=8"]).params_id("a" * 64, "r" * 64) == base.params_id("a" * 64, "r" * 64)
+    assert load_config(None, ["detector.batch_size=2", "detector.device='cpu'", "embedder.batch_size=8"]
+                       ).params_id("a" * 64, "r" * 64) == base.params_id("a" * 64, "r" * 64)
 
 
 def test_int8_identities_name_the_quantisation_recipe() -> None:
