@@ -169,8 +169,8 @@ def test_decode_error_mid_stream_fails_the_video(tud_video: Path, fast_cfg, fast
 
     real = video_mod.VideoReader._iter_container
 
-    def failing(self):  # type: ignore[no-untyped-def]
-        for i, frame in enumerate(real(self)):
+    def failing(self, *args):  # type: ignore[no-untyped-def]
+        for i, frame in enumerate(real(self, *args)):
             if i == 20:
                 raise VideoError(self.path, "decode failed after 20 frames (injected)")
             yield frame

@@ -101,7 +101,7 @@ class VideoReader:
             raise VideoError(self.path, "file does not exist")
         if self.path.is_dir():
             self._images = _image_files(self.path)
-            self.info = self._image_info()
+            self.info = _image_info(self.path, self._images)
         else:
             self._images = []
             self.info = self._open_container()
@@ -167,17 +167,6 @@ class VideoReader:
             raise IncompleteVideoError(self.path, f"truncated or corrupt packet at {suspect.pos}, the last one "
                                                   f"(file cut short or still being written?)")
 
-    def _image_info(self) -> VideoInfo:
-        if not self._images:
-            raise VideoError(self.path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        first = cv2.imread(str(self._images[0]), cv2.IMREAD_COLOR)
-        if first is None:
-            raise VideoError(self._images[0], "not a readable image")
-        fps = _seqinfo_fps(self.path) or FALLBACK_FPS
-        h, w = first.shape[:2]
-        return VideoInfo(str(self.path), w, h, fps, len(self._images), 0, "image-sequence",
-                         len(self._images) / fps)
-
     # -- iteration ---------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
@@ -187,16 +176,9 @@ class VideoReader:
         (and checked) but not converted to BGR: its `bgr` is NO_PIXELS (an image file is read
         either way: reading it is its decode)."""
         if self._images:
-            yield from self._iter_images()
+            yield from _iter_images(self._images, self.info.fps)
         else:
             yield from self._iter_container(pixels)
-
-    def _iter_images(self) -> Iterator[Frame]:
-        for i, p in enumerate(self._images):
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise VideoError(p, "not a readable image")
-            yield Frame(i, i / self.info.fps, img)
 
     def _iter_container(self, pixels: Callable[[int], bool] | None = None) -> Iterator[Frame]:
         t0: float | None = None
@@ -215,7 +197,7 @@ class VideoReader:
                 if ts <= last_t:  # keep timestamps strictly increasing (broken/duplicate PTS)
                     ts = last_t + 1e-6
                 last_t = ts
-                self._check_damage(frame, index, ts)
+                _check_damage(self.path, self._errors, frame, index, ts)
                 if pixels is not None and not pixels(index):
                     yield Frame(index, ts, NO_PIXELS)
                     index += 1
@@ -237,12 +219,6 @@ class VideoReader:
                                                f"({why}) in a frame it then dropped")
         _check_complete(self.path, self.info, index, last_t)
 
-    def _check_damage(self, frame: av.VideoFrame, index: int, ts: float) -> None:
-        why = self._errors.damage(frame)
-        if why is not None:
-            raise DamagedVideoError(self.path, f"frame {index} (at {ts:.2f} s) is damaged: the decoder concealed "
-                                               f"an error ({why}); its tracks would be guesses")
-
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
         if self._container is not None:
@@ -255,6 +231,34 @@ class VideoReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _image_info(folder: Path, images: list[Path]) -> VideoInfo:
+    """A folder of numbered images as a video: its size from the first image, its rate from
+    MOTChallenge's seqinfo.ini beside it (else FALLBACK_FPS)."""
+    if not images:
+        raise VideoError(folder, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    first = cv2.imread(str(images[0]), cv2.IMREAD_COLOR)
+    if first is None:
+        raise VideoError(images[0], "not a readable image")
+    fps = _seqinfo_fps(folder) or FALLBACK_FPS
+    h, w = first.shape[:2]
+    return VideoInfo(str(folder), w, h, fps, len(images), 0, "image-sequence", len(images) / fps)
+
+
+def _iter_images(images: list[Path], fps: float) -> Iterator[Frame]:
+    for i, p in enumerate(images):
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoError(p, "not a readable image")
+        yield Frame(i, i / fps, img)
+
+
+def _check_damage(path: Path, errors: DecodeErrors, frame: av.VideoFrame, index: int, ts: float) -> None:
+    why = errors.damage(frame)
+    if why is not None:
+        raise DamagedVideoError(path, f"frame {index} (at {ts:.2f} s) is damaged: the decoder concealed "
+                                      f"an error ({why}); its tracks would be guesses")
 
 
 def _check_complete(path: Path, info: VideoInfo, frames: int, last_ts: float) -> None:
