@@ -345,21 +345,102 @@ def test_signal_stops_cleanly_and_keeps_the_records(sig: signal.Signals, tmp_pat
 
 @needs_data
 @pytest.mark.slow
-def test_killed_driver_loses_no_finished_attempt(tmp_path: Path) -> None:
-    inp, out = tmp_path / "in", tmp_path / "out"
+def test_killed_driver_loses_no_finished_attempt_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """SIGKILL mid-video (issue 16 item 5): the dead run's Ray session ends with it (the agents
+    Ray leaves with parent PID 1 included), its scratch folders go, every `_done` names its run
+    and has a manifest row behind it once the next run recovered the killed run's records."""
+    import psutil
+
+    inp, out, work = tmp_path / "in", tmp_path / "out", tmp_path / "work"
     make_archive_clips(inp, 4, 12)
     proc = _driver(tmp_path, inp, out)
-    _wait_for(lambda: len(list(out.glob("*/_journal/*/*.json"))) >= 2)  # two attempts recorded by the driver
+    _wait_for(lambda: any(out.glob("*/_journal/*/*.json")) and any(work.glob("*/a*")))  # one recorded, one in flight
+    session = psutil.Process(proc.pid).children(recursive=True)
+    assert any("DashboardAgent" in " ".join(p.cmdline()) for p in session)
+    dead_folders = {d.name for d in work.iterdir()}
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(session, timeout=30)
+    assert not alive, [(p.pid, p.name()) for p in alive]
     dataset = _dataset(out)
     journaled = list(dataset.glob("_journal/*/*.json"))
-    assert len(journaled) >= 2 and not list(dataset.glob("manifest/*"))
+    assert len(journaled) >= 1 and not list(dataset.glob("manifest/*"))
     killed_run = journaled[0].parent.name
     assert _driver(tmp_path, inp, out).wait(timeout=300) == EXIT_OK  # also recovers the killed run's records
     recovered = pq.read_table(dataset / "manifest" / killed_run / "part-0.parquet")
-    assert recovered.num_rows == len(journaled) and set(recovered["status"].to_pylist()) == {"ok"}
+    assert recovered.num_rows >= len(journaled) and set(recovered["status"].to_pylist()) == {"ok"}
     assert not list(dataset.glob("_journal/*/*.json"))
+    assert not dead_folders & {d.name for d in work.iterdir()}  # the dead run's scratch is reclaimed
+    ok = {(r["run_id"], r["video_id"]) for r in _manifest_rows(dataset) if r["status"] == "ok"}
+    markers = [DoneMarker.from_bytes(p.read_bytes()) for p in dataset.glob("_done/*.json")]
+    assert len(markers) == 4 and all(m.run_id for m in markers)
+    assert {(m.run_id, m.video_id) for m in markers} <= ok  # no `_done` without its row
+
+
+def test_scratch_of_processes_gone_is_reclaimed_whatever_the_node(tmp_path: Path) -> None:
+    """A folder named by a process that is gone (another Ray node id, another run, vidtrack 0.2's
+    `<node>-<pid>`) is removed; a live process's folder and another host's stay."""
+    from jobs.procs import ProcessRef
+    from jobs.worker.scratch import sweep_scratch
+
+    gone = subprocess.Popen(["sleep", "0"])
+    dead = ProcessRef.of(gone.pid)
+    gone.wait()
+    me = ProcessRef.of(os.getpid())
+    names = {"dead": dead.tag(), "reused": dataclasses.replace(me, started=me.started - 60).tag(),
+             "legacy": f"0123456789ab-{gone.pid}", "live": me.tag(),
+             "elsewhere": dataclasses.replace(dead, host="other-host").tag()}
+    for name in names.values():
+        (tmp_path / name / "a1-x").mkdir(parents=True)
+        (tmp_path / name / "a1-x" / "copy.mp4").write_bytes(b"x" * 1000)
+    assert not dead.alive() and me.alive()
+    removed = {p.name for p in sweep_scratch(tmp_path)}
+    assert removed == {names["dead"], names["reused"], names["legacy"]}
+    assert {p.name for p in tmp_path.iterdir()} == {names["live"], names["elsewhere"]}
+
+
+def test_done_published_after_the_driver_died_is_recovered_as_a_row(tmp_path: Path) -> None:
+    """The killed run journaled video a; its actor published `_done` for b as the driver died;
+    run c (another run's, recorded in its manifest) is not touched. The recovering run writes
+    the killed run's manifest with both."""
+    from jobs.dataset.manifest import ManifestJournal, recover, write_manifest
+
+    layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
+    ident = SourceIdentity(10, "2026-01-01T00:00:00+00:00")
+    ManifestJournal(layout, "run-K").add(Attempt("a", "a.mp4", 1, Status.OK, frames=3))
+    write_manifest(layout, "run-L", [Attempt("c", "c.mp4", 1, Status.OK, run_id="run-L")])
+    for vid, run in (("a", "run-K"), ("b", "run-K"), ("c", "run-L")):
+        marker = DoneMarker(vid, f"{vid}.mp4", ident, params_id="pid", run_id=run, attempt=1, frames=5, rows=7,
+                            finished_at="2026-01-01T00:00:09+00:00")
+        layout.storage.put_bytes(layout.done(vid), marker.to_bytes())
+    assert recover(layout, "run N") == ["run-K"]
+    rows = {r["video_id"]: r for r in pq.read_table(tmp_path / "out" / layout.manifest("run-K")).to_pylist()}
+    assert set(rows) == {"a", "b"} and rows["b"]["status"] == "ok" and rows["b"]["rows"] == 7
+    assert rows["b"]["error_message"].startswith("recovered") and not rows["a"]["error_message"]
+
+
+def test_an_actor_publishes_nothing_once_its_driver_is_gone(tmp_path: Path) -> None:
+    """Right before `_done`, the actor asks whether its driver still runs: a driver that is gone
+    (a real process, exited) leaves nothing published, the tracks it uploaded removed again."""
+    from jobs.plan import VideoTask
+    from jobs.procs import ProcessRef
+    from jobs.worker.actor import VideoWorker
+    from jobs.worker.publish import DriverGone, publish_outputs
+    from tracking.pipeline import VideoOutputs, VideoSummary
+
+    gone = subprocess.Popen(["sleep", "0"])
+    worker = VideoWorker.__new__(VideoWorker)  # only its driver check: no Ray, no models
+    worker.driver, worker.run_id = ProcessRef.of(gone.pid), "run-K"
+    gone.wait()
+    layout = DatasetLayout(LocalStorage(tmp_path / "out"), "pid")
+    tracks = tmp_path / "t.parquet"
+    tracks.write_bytes(b"tracks")
+    task = VideoTask(next(iter(LocalStorage(tmp_path).list())), "v")
+    summary = VideoSummary("v", "t.parquet", "pid", 3, 3, 0.1, 25.0, 64, 48, 0, "h264", 2, {}, {}, 0.1)
+    with pytest.raises(DriverGone, match="run-K"):
+        publish_outputs(layout, task, VideoOutputs(tracks=tracks), summary,
+                        Attempt("v", "t.parquet", 1, Status.RETRYABLE, run_id="run-K"), worker.check_driver)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
 @needs_data

@@ -32,6 +32,7 @@ from jobs.storage import LeaseHeld
 
 if TYPE_CHECKING:
     from jobs.dataset.layout import DatasetLayout
+    from jobs.dataset.markers import DoneMarker
 
 log = logging.getLogger("vidtrack.jobs.manifest")
 
@@ -151,13 +152,17 @@ def _drop_journal(layout: DatasetLayout, run_id: str) -> None:
 
 def recover(layout: DatasetLayout, owner: str) -> list[str]:
     """Compact the journals of runs that never wrote their manifest (driver killed) into their
-    manifest. A run still going holds the lease on its journal (`ManifestJournal.held`) and is
-    left alone. Returns the recovered run ids."""
+    manifest, with a row for each `_done` marker of theirs that no journal entry records (an
+    actor that published as its driver died). A run still going holds the lease on its journal
+    (`ManifestJournal.held`) and is left alone; a killed run that journaled nothing is known by
+    the lease it left. Returns the recovered run ids."""
     by_run: dict[str, list[str]] = {}
     for obj in layout.storage.list(layout.key("_journal") + "/"):
-        run_part = obj.key.split("/")[-2]
+        run_part, name = obj.key.split("/")[-2:]
         if run_part.startswith("run_id=") and obj.key.endswith(".json"):
             by_run.setdefault(run_part[len("run_id="):], []).append(obj.key)
+        elif name.startswith("run_id=") and name.endswith(".lease"):
+            by_run.setdefault(name[len("run_id="):-len(".lease")], [])
     recovered = []
     for run_id, keys in sorted(by_run.items()):
         try:
@@ -170,14 +175,36 @@ def recover(layout: DatasetLayout, owner: str) -> list[str]:
 
 
 def _recover_run(layout: DatasetLayout, run_id: str, keys: list[str]) -> bool:
-    recovered = not layout.storage.exists(layout.manifest(run_id))
-    if recovered:
+    rows: list[Attempt] = []
+    if not layout.storage.exists(layout.manifest(run_id)):
         rows = [Attempt(**known_fields(Attempt, json.loads(layout.storage.read_bytes(k)))) for k in sorted(keys)]
-        write_manifest(layout, run_id, rows)
-        log.warning("run %s ended without its manifest: recovered %d attempt records from its journal",
-                    run_id, len(rows))
+        unrecorded = unrecorded_done(layout, run_id, rows)
+        if rows or unrecorded:
+            write_manifest(layout, run_id, rows + unrecorded)
+            log.warning("run %s ended without its manifest: recovered %d attempt records from its journal and "
+                        "%d from `_done` markers it did not record", run_id, len(rows), len(unrecorded))
+        rows += unrecorded
     _drop_journal(layout, run_id)
-    return recovered
+    return bool(rows)
+
+
+def unrecorded_done(layout: DatasetLayout, run_id: str, rows: list[Attempt]) -> list[Attempt]:
+    """Rows for the `_done` markers that name `run_id` and that no `ok` row in `rows` records:
+    status ok, their figures from the marker, `error_message` starting "recovered"."""
+    from jobs.dataset.markers import done_markers  # markers import this module
+
+    ok = {r.video_id for r in rows if r.status == Status.OK}
+    return [_row_of(m, run_id, layout.params_id) for vid, m in sorted(done_markers(layout).items())
+            if m.run_id == run_id and vid not in ok]
+
+
+def _row_of(m: DoneMarker, run_id: str, params_id: str) -> Attempt:
+    src = m.source
+    note = f"recovered from its _done marker ({m.finished_at}): run {run_id}'s driver died; no journal entry had it"
+    return Attempt(m.video_id, m.source_key, m.attempt, Status.OK, error_message=note, frames=m.frames,
+                   frames_declared=m.frames_declared, rows=m.rows, bytes_in=src.size if src else 0,
+                   source_modified=src.modified if src else "", source_etag=src.etag if src else "",
+                   finished_at=m.finished_at, run_id=run_id, params_id=params_id)
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -148,12 +148,13 @@ def read_marker(cls: type[M], storage: Storage, key: str, current: SourceIdentit
     return marker if marker.matches(current) else None
 
 
-def write_failed_marker(layout: DatasetLayout, row: Attempt, source: SourceIdentity) -> None:
+def write_failed_marker(layout: DatasetLayout, row: Attempt, source: SourceIdentity, run_id: str = "") -> None:
     """`_failed/<id>.json` for a video that failed for its own reasons (`row` says why). Without
     its marker the failure would not stick: when it cannot be written, the row becomes
     retryable (stage publish) and says so."""
     marker = FailedMarker(row.video_id, row.source_key, source, error_class=row.error_class,
-                          error_message=row.error_message, attempt=row.attempt, at=now_iso())
+                          error_message=row.error_message, run_id=run_id or row.run_id, attempt=row.attempt,
+                          at=now_iso())
     try:
         layout.storage.put_bytes(layout.failed(row.video_id), marker.to_bytes())
     except Exception as e:

@@ -173,7 +173,7 @@ class Dispatcher:
         row.status = final
         if final == Status.FAILED:
             row.error_message = f"the actor died on each of {ev.attempt} attempts: {ev.error}"[:2000]
-            write_failed_marker(self.journal.layout, row, ev.task.identity)
+            write_failed_marker(self.journal.layout, row, ev.task.identity, self.journal.run_id)
         self._final(row)
 
     def _final(self, row: Attempt) -> None:

@@ -35,6 +35,7 @@ from jobs.run.job import JobSpec, RunIds, RunResult
 from jobs.run.session import ray_session, start_pool
 from jobs.run.signals import signals_to_flag
 from jobs.storage import Storage, open_storage, overlaps
+from jobs.worker.scratch import sweep_scratch
 
 log = logging.getLogger("vidtrack." + __name__)
 
@@ -57,6 +58,7 @@ def run_job(spec: JobSpec) -> RunResult:
     input before anything is written, StartError when no actor can start."""
     t0 = time.perf_counter()
     source, dest = _open_storages(spec)
+    sweep_scratch()  # scratch folders of processes gone (a killed run's actors) on this host
     with tempfile.TemporaryDirectory(prefix="vidtrack-driver-") as tmp:
         model = resolve_model(spec.config.detector.model, spec.endpoint_url, Path(tmp))
         reid_local = fetch_reid_model(spec.config.embedder.reid_model, spec.endpoint_url, Path(tmp))

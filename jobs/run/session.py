@@ -5,6 +5,7 @@ resources they ask for (CPU and GPU shares, two threads each)."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from typing import Any
 from jobs.detections import DetectionsStage
 from jobs.exits import StartError, UsageError
 from jobs.plan import VideoTask
+from jobs.procs import ProcessRef
+from jobs.reaper import Reaper
 from jobs.run.job import JobSpec, RunIds
 from jobs.run.pool import Started
 from jobs.storage import Storage
@@ -31,11 +34,14 @@ def ray_session(spec: JobSpec) -> Iterator[None]:
             ray.init(address=spec.address, runtime_env=env, logging_level=logging.WARNING)
         else:
             ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, runtime_env=env)
+    reaper = Reaper.start() if started_here and not spec.address else None  # our Ray dies with us (jobs/reaper.py)
     try:
         yield
     finally:
         if started_here:
             ray.shutdown()
+        if reaper is not None:
+            reaper.release()
 
 
 def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> None:
@@ -65,9 +71,10 @@ def start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo:
         # two threads: `process` runs one video while `frames_done` answers the progress poll
         num_cpus=spec.cpus_per_actor, num_gpus=gpus, max_restarts=0, max_concurrency=2)
     threads = max(1, int(spec.cpus_per_actor))
+    driver = ProcessRef.of(os.getpid())  # actors publish nothing once it is gone
     pool = VideoWorkerPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, ids.params_id,
                                                     ids.model_sha256, spec.endpoint_url, threads, ids.run_id,
-                                                    ids.detections_id, not retrack_only))
+                                                    ids.detections_id, not retrack_only, driver))
     pool.add(min(_actor_count(spec, ray.cluster_resources(), gpus), len(todo)))
     try:
         _wait_first_ready(pool, spec.start_timeout)

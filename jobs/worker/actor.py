@@ -24,10 +24,11 @@ from jobs.dataset.markers import write_failed_marker
 from jobs.detections import DetectionsStage
 from jobs.modelref import fetch_model, fetch_reid_model
 from jobs.plan import VideoTask
+from jobs.procs import ProcessRef
 from jobs.storage import Storage, open_storage
 from jobs.worker.attempt import VideoAttempt
 from jobs.worker.outcome import StageError, classify
-from jobs.worker.publish import remove_outputs
+from jobs.worker.publish import DriverGone, remove_outputs
 from jobs.worker.scratch import claim_workdir
 from tracking.config import ConfigError, PipelineConfig
 from tracking.modelref import ModelError, file_sha256
@@ -59,7 +60,8 @@ class VideoWorker:
 
     def __init__(self, cfg: PipelineConfig, source_uri: str, output_uri: str, params_id: str,
                  model_sha256: str, endpoint_url: str | None = None, threads: int | None = None,
-                 run_id: str = "", detections_id: str = "", load_models: bool = True) -> None:
+                 run_id: str = "", detections_id: str = "", load_models: bool = True,
+                 driver: ProcessRef | None = None) -> None:
         import ray
 
         from jobs.logsafe import install
@@ -68,6 +70,7 @@ class VideoWorker:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.run_id, self.owner = run_id, f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
         self.workdir = claim_workdir(self.node_id)
+        self.driver = driver  # the run's driver: nothing is published once it is gone (check_driver)
         self.source: Storage = open_storage(source_uri, endpoint_url)
         self.layout = DatasetLayout(open_storage(output_uri, endpoint_url), params_id)
         # the detections stage: reused when it matches, written otherwise ("" turns it off)
@@ -125,12 +128,26 @@ class VideoWorker:
     def count_frames(self, n: int) -> None:
         self._frames_done = n
 
+    def check_driver(self) -> None:
+        """Raise DriverGone when the run's driver no longer runs: what is published now no manifest
+        would record. On the driver's host its process is asked; elsewhere, Ray's job table."""
+        if self.driver is None or (self.driver.on_this_host() and self.driver.alive()):
+            return
+        if not self.driver.on_this_host():
+            import ray
+            from ray._private import state
+
+            job = ray.get_runtime_context().get_job_id()
+            if any(j["JobID"] == job and not j["IsDead"] for j in state.jobs()):
+                return
+        raise DriverGone(f"the driver of run {self.run_id} (pid {self.driver.pid} on {self.driver.host}) is gone")
+
     def process(self, task: VideoTask, attempt: int) -> Attempt:
         self._frames_done = 0
         started, t0 = now_iso(), time.perf_counter()
         row = Attempt(task.video_id, task.name, attempt, Status.RETRYABLE, node_id=self.node_id,
                       worker_pid=os.getpid(), started_at=started, bytes_in=task.size,
-                      source_modified=task.identity.modified, source_etag=task.identity.etag)
+                      source_modified=task.identity.modified, source_etag=task.identity.etag, run_id=self.run_id)
         try:
             with tempfile.TemporaryDirectory(prefix=f"a{attempt}-", dir=self.workdir) as tmp:
                 VideoAttempt(self, task, Path(tmp), row).run()

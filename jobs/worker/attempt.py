@@ -43,6 +43,7 @@ class Context(Protocol):
 
     def models(self) -> Models: ...
     def count_frames(self, n: int) -> None: ...
+    def check_driver(self) -> None: ...
 
 
 class VideoAttempt:
@@ -80,7 +81,7 @@ class VideoAttempt:
             still_held()  # a lease lost while processing (renewals failed): another run may own it now
             if ctx.stage is not None and row.detections != "cached":
                 ctx.stage.publish(task, self.detections, summary.frames)
-            publish_outputs(ctx.layout, task, outputs, summary, row)
+            publish_outputs(ctx.layout, task, outputs, summary, row, ctx.check_driver)
         row.stage_seconds = json.dumps({"fetch": round(fetch_s, 3), **summary.stage_seconds,
                                         "publish": round(time.perf_counter() - t, 3)}, sort_keys=True)
         row.status = Status.OK
