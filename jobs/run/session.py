@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from jobs.detections import DetectionsStage
-from jobs.exits import StartError, UsageError
+from jobs.exits import EXIT_INCOMPLETE, StartError, UsageError
 from jobs.plan import VideoTask
 from jobs.procs import ProcessRef
 from jobs.reaper import Reaper
 from jobs.run.job import JobSpec, RunIds
-from jobs.run.pool import Started
+from jobs.run.pool import Started, first_line
 from jobs.storage import Storage
 
 log = logging.getLogger("vidtrack." + __name__)
@@ -28,10 +31,12 @@ def ray_session(spec: JobSpec) -> Iterator[None]:
     import ray
 
     started_here = not ray.is_initialized()
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file gets no colour codes around
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # the actors' forwarded lines
     if started_here:
         env = {"env_vars": {"YOLO_VERBOSE": "True" if spec.verbose else "False", "YOLO_AUTOINSTALL": "false"}}
         if spec.address:
-            ray.init(address=spec.address, runtime_env=env, logging_level=logging.WARNING)
+            _connect(spec.address, env)
         else:
             ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, runtime_env=env)
     reaper = Reaper.start() if started_here and not spec.address else None  # our Ray dies with us (jobs/reaper.py)
@@ -42,6 +47,53 @@ def ray_session(spec: JobSpec) -> Iterator[None]:
             ray.shutdown()
         if reaper is not None:
             reaper.release()
+
+
+CONNECT_TIMEOUT_S = 3.0  # to reach a cluster's GCS port (Ray itself retries for minutes)
+RAY_CONNECT_TIMEOUT_S = 15.0  # for ray.init to join a cluster that answers
+
+
+def _connect(address: str, env: dict[str, Any]) -> None:
+    """ray.init on a cluster, or StartError in one line naming the address: nothing listening
+    (checked first, in CONNECT_TIMEOUT_S) or a cluster that refuses the connection (token
+    authentication without the token, another Ray version)."""
+    import ray
+
+    _check_listening(address)
+    watchdog = threading.Timer(RAY_CONNECT_TIMEOUT_S, _give_up, (address,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, TimeoutError, ValueError, ray.exceptions.RayError) as e:
+        raise StartError(f"could not connect to the Ray cluster at --address {address}: "
+                         f"{e.__class__.__name__}: {first_line(e)}") from None
+    finally:
+        watchdog.cancel()
+
+
+def _give_up(address: str) -> None:
+    """Ray's client retries a cluster that answers but lets nobody in for minutes, and cannot be
+    interrupted: nothing is written yet, so the process ends here, in one line."""
+    sys.stderr.write(f"vidtrack run: error: could not connect to the Ray cluster at --address {address} within "
+                     f"{RAY_CONNECT_TIMEOUT_S:g} s: it answers but does not let this driver in (token "
+                     "authentication without RAY_AUTH_TOKEN, another Ray version, or not a Ray GCS port)\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INCOMPLETE)
+
+
+def _check_listening(address: str) -> None:
+    """A host:port address (or ray://host:port) must accept a TCP connection: Ray's own client
+    would wait a minute or more for a cluster that is not there."""
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or address in ("auto", "local"):
+        return  # 'auto' and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise StartError(f"could not connect to the Ray cluster at --address {address}: nothing answers "
+                         f"on {host}:{port} ({e.strerror or e.__class__.__name__}); is the cluster up?") from None
 
 
 def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> None:
