@@ -194,8 +194,8 @@ def test_annotated_video_shows_the_final_records(fast_cfg, fast_models, tmp_path
         out = []
         for fr in batch:
             b = boxes[fr.index]
-            out.append(Detections.empty() if b is None else
-                       Detections.from_arrays(np.array([b], np.float32), np.array([0.9]), np.zeros(1)))
+            out.append(Detections.empty() if b is None else  # a block, not a person: class 2 (car), not re-identified
+                       Detections.from_arrays(np.array([b], np.float32), np.array([0.9]), np.full(1, 2)))
         return out
 
     cfg = load_config(None, [f"detector.model={fast_cfg.detector.model}", "refine.max_gap_s=1.0",

@@ -37,8 +37,8 @@ from tracking.appearance import ClassAppearance, class_groups, reid_class_ids
 from tracking.atomic import write_json_atomic
 from tracking.config import FALLBACK_FPS, PipelineConfig
 from tracking.detections import Detections
-from tracking.detector import Detector
 from tracking.detstore import DetectionsCacheError, DetectionsRecord, Stamp, as_float16, read_batches, read_header
+from tracking.models import Models
 from tracking.outputs import OutputSet
 from tracking.prefetch import prefetched
 from tracking.records import TrackTableWriter
@@ -52,37 +52,6 @@ from tracking.video import Frame, VideoInfo, VideoReader, fps_from_timestamps
 log = logging.getLogger("vidtrack." + __name__)
 
 DetectFn = Callable[[list[Frame]], list[Detections]]
-
-
-@dataclass
-class Models:
-    """What an actor loads once and reuses for every video."""
-
-    detector: Detector
-    embedder: ClassAppearance
-
-    def execution(self) -> dict[str, str]:
-        """What runs the video (recorded per video in the summary, the detections stage and the
-        manifest): the device, each network's backend and precision, and the CPU with its ISA."""
-        from tracking.inference import cpu_description
-
-        d, e = self.detector, self.embedder
-        cpu = cpu_description()
-        isa = ",".join(k for k in ("avx2", "avx512", "vnni", "bf16", "amx") if cpu[k])
-        nets = [("detector", d.backend, "fp16" if d.half else d.cfg.precision)]
-        if e.general is not None:
-            half = e.general.backend == "torch" and e.cfg.half and e.general.device.startswith("cuda")
-            nets.append(("embedder", e.general.backend, "fp16" if half else e.cfg.precision))
-        if e.reid is not None:
-            nets.append(("reid", "openvino", "fp32 (cpu)"))
-        return {"device": d.device_name, "backend": "; ".join(f"{n} {b}" for n, b, _ in nets),
-                "precision": "; ".join(f"{n} {b} {p}" for n, b, p in nets), "cpu": f"{cpu['model']} [{isa}]"}
-
-    @classmethod
-    def load(cls, cfg: PipelineConfig) -> Models:
-        detector = Detector(cfg.detector)
-        return cls(detector, ClassAppearance(cfg.embedder, device=detector.device, names=detector.names,
-                                             kept_class_ids=detector.class_ids))
 
 
 @dataclass(frozen=True)
