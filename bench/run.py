@@ -76,6 +76,8 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                         "sequence with ground truth (bench/naive_scores.py); --json sets the file")
     p.add_argument("--count", action="store_true", help="vidtrack count over a synthetic 10-million-row dataset "
                                                         "(bench/count_bench.py)")
+    p.add_argument("--plan", action="store_true", help="requests and seconds of a rerun's plan over 10,000 and "
+                                                       "100,000 done videos on a moto server (bench/plan_bench.py)")
 
 
 # -- one contender per subprocess ---------------------------------------------------------
@@ -525,6 +527,10 @@ def main(args: argparse.Namespace) -> int:
 
         return gpu_bench(args)
     print(_cpu_line(), flush=True)
+    if args.plan:
+        from bench.plan_bench import main as plan_bench
+
+        return plan_bench([])
     if args.count:
         from bench.count_bench import main as count_bench
 
