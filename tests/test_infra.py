@@ -62,3 +62,5 @@ def test_dockerfile_installs_the_locked_environment() -> None:
     text = "\n".join(lines)
     assert "--no-deps -r requirements.lock" in text and "pip install --no-cache-dir --no-deps -e ." in text
     assert "YOLO_AUTOINSTALL=false" in text
+    installs = [ln for ln in lines if "pip install" in ln]
+    assert all("--no-deps" in ln for ln in installs), installs  # nothing resolved afresh: ray[default] is locked
