@@ -2,7 +2,9 @@
 each video's native rate (`detector.max_fps` = fps / k), against the naive per-frame pipeline
 (../shared/bench/seed_pipeline.py), every contender a whole process of its own, one after the
 other, on the same videos: TUD-Campus as H.264 (25 fps), the car clip and the first 400 frames of
-the one-by-one clip. One line per run and a JSON file (--json).
+the one-by-one clip. One line per run and a JSON file (--json). Each run's CPU seconds (user + system
+of the process and its children) beside its wall time: on a shared machine, other load stretches
+wall time far more than the CPU time a run needs.
 
     python -m bench.rate_bench --repeat 2 --json out/rate-bench.json
 """
@@ -17,6 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import SHARED, _as_video, _cpu_line, _timed, _track_cmd
+
+
+def _timed_cpu(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = _timed(cmd, cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _cut(src: Path, dst: Path, frames: int) -> Path:
@@ -50,19 +62,20 @@ def run(model: str, repeat: int, overrides: list[str], strides: list[int], json_
     with tempfile.TemporaryDirectory(prefix="vidtrack-rate-") as tmp_s:
         tmp = Path(tmp_s)
         for video, fps, frames in _videos(tmp):
-            naive = min(_timed([sys.executable, str(seed), model, str(video), str(tmp / "naive.mp4")], tmp)
-                        for _ in range(repeat))
-            line = {"video": video.name, "fps": fps, "frames": frames, "contender": "naive", "seconds": naive}
-            results.append(line)
-            print(f"{video.name} ({frames} frames at {fps:g} fps): naive {naive:.1f} s "
-                  f"({frames / naive:.1f} frames/s)", flush=True)
+            naive, naive_cpu = min(_timed_cpu([sys.executable, str(seed), model, str(video), str(tmp / "naive.mp4")],
+                                              tmp) for _ in range(repeat))
+            results.append({"video": video.name, "fps": fps, "frames": frames, "contender": "naive",
+                            "seconds": naive, "cpu_seconds": naive_cpu})
+            print(f"{video.name} ({frames} frames at {fps:g} fps): naive {naive:.1f} s ({frames / naive:.1f} "
+                  f"frames/s), {naive_cpu:.1f} CPU s", flush=True)
             for k in strides:
                 sets = [*overrides, f"detector.max_fps={fps / k:.6g}"] if k > 1 else list(overrides)
-                s = min(_timed(_track_cmd(video, tmp / f"vt{k}", model, sets), tmp) for _ in range(repeat))
+                s, cpu = min(_timed_cpu(_track_cmd(video, tmp / f"vt{k}", model, sets), tmp) for _ in range(repeat))
                 results.append({"video": video.name, "fps": fps, "frames": frames, "contender": f"vidtrack 1/{k}",
-                                "max_fps": fps / k if k > 1 else 0.0, "seconds": s})
+                                "max_fps": fps / k if k > 1 else 0.0, "seconds": s, "cpu_seconds": cpu})
                 print(f"{video.name}: vidtrack track, detected at 1/{k} of {fps:g} fps: {s:.1f} s "
-                      f"({frames / s:.1f} frames/s) = {naive / s:.2f}x naive", flush=True)
+                      f"({frames / s:.1f} frames/s) = {naive / s:.2f}x naive; {cpu:.1f} CPU s = "
+                      f"{naive_cpu / cpu:.2f}x naive", flush=True)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2))
