@@ -91,6 +91,36 @@ def test_a_cluster_that_refuses_the_driver_is_one_line_and_exit_4_in_bounded_tim
 RUN = ["--input", "a", "--output", "b"]
 
 
+def _ray_start(temp_dir: str, env: dict[str, str], *args: str) -> None:
+    start = subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--temp-dir", temp_dir, *args],
+                           env={**env, "RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_cluster_with_token_auth_and_no_token_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    head_home, gcs = tmp_path / "head", _free_port()
+    head_home.mkdir()  # `ray start --head` turns token authentication on when ~/.ray/auth_token exists
+    env = {**os.environ, "HOME": str(head_home)}
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, timeout=60,
+                   check=True)
+    temp_dir = tempfile.mkdtemp(prefix="vtc-", dir="/tmp")
+    try:
+        _ray_start(temp_dir, env, "--port", str(gcs), "--include-dashboard", "false")
+        address = f"127.0.0.1:{gcs}"
+        os.environ["HOME"], home = str(tmp_path / "driver"), os.environ["HOME"]  # the driver has no token
+        try:
+            r, seconds = _run_with_address(tmp_path, address, timeout=120)
+        finally:
+            os.environ["HOME"] = home
+    finally:
+        _stop_cluster(temp_dir)
+    assert r.returncode == EXIT_INCOMPLETE and seconds < RAY_CONNECT_TIMEOUT_S + 15, (r.returncode, seconds)
+    error = _one_error_line(r, address)
+    others = [line for line in r.stderr.splitlines() if line != error and " vidtrack." not in line]
+    assert "token" in error and not others, others  # nothing from Ray's client retrying
+
+
 @pytest.mark.parametrize("argv, level", [(["-v", "run", *RUN], 1), (["run", *RUN, "-v"], 1), (["run", *RUN], 0),
                                           (["-v", "run", *RUN, "--verbose"], 2), (["report", "DATASET", "-v"], 1)])
 def test_verbose_before_or_after_the_command(argv: list[str], level: int) -> None:
@@ -99,7 +129,8 @@ def test_verbose_before_or_after_the_command(argv: list[str], level: int) -> Non
 
 def _stop_cluster(temp_dir: str) -> None:
     """Only the processes of the cluster this test started: those naming its temp dir, and theirs."""
-    mine = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+    mine = [p for p in psutil.process_iter(["cmdline"])
+            if temp_dir in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid()]
     procs = {p.pid: p for p in mine}
     for p in mine:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -118,14 +149,10 @@ def test_readme_cluster_path_ray_start_and_job_submit(tmp_path: Path) -> None:
     gcs, dashboard = _free_port(), _free_port()
     temp_dir = tempfile.mkdtemp(prefix="vtc-", dir="/tmp")  # short: Ray's socket paths have a limit
     # HOME: `ray start --head` turns token authentication on when ~/.ray/auth_token exists
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "HOME": str(tmp_path / "home")}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path / "home")}
     try:
-        start = subprocess.run([str(BIN / "ray"), "start", "--head", "--port", str(gcs), "--num-cpus", "2",
-                                "--dashboard-port", str(dashboard), "--dashboard-host", "127.0.0.1",
-                                "--include-dashboard", "true", "--temp-dir", temp_dir],
-                               env=env, capture_output=True, text=True, timeout=180)
-        assert start.returncode == 0, start.stderr[-3000:]
+        _ray_start(temp_dir, env, "--port", str(gcs), "--dashboard-port", str(dashboard), "--dashboard-host",
+                   "127.0.0.1", "--include-dashboard", "true")
         ray_job = [str(BIN / "ray"), "job"]
         head, job_id = ["--address", f"http://127.0.0.1:{dashboard}"], f"vidtrack-test-{os.getpid()}"
         submit = subprocess.run([*ray_job, "submit", *head, "--submission-id", job_id, "--working-dir", str(REPO),

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ def ray_session(spec: JobSpec) -> Iterator[None]:
     if started_here:
         env = {"env_vars": {"YOLO_VERBOSE": "True" if spec.verbose else "False", "YOLO_AUTOINSTALL": "false"}}
         if spec.address:
-            _connect(spec.address, env)
+            _connect(spec.address, env, spec.verbose)
         else:
             ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, runtime_env=env)
     reaper = Reaper.start() if started_here and not spec.address else None  # our Ray dies with us (jobs/reaper.py)
@@ -53,32 +54,54 @@ CONNECT_TIMEOUT_S = 3.0  # to reach a cluster's GCS port (Ray itself retries for
 RAY_CONNECT_TIMEOUT_S = 15.0  # for ray.init to join a cluster that answers
 
 
-def _connect(address: str, env: dict[str, Any]) -> None:
+def _connect(address: str, env: dict[str, Any], verbose: bool = False) -> None:
     """ray.init on a cluster, or StartError in one line naming the address: nothing listening
     (checked first, in CONNECT_TIMEOUT_S) or a cluster that refuses the connection (token
     authentication without the token, another Ray version)."""
     import ray
 
     _check_listening(address)
-    watchdog = threading.Timer(RAY_CONNECT_TIMEOUT_S, _give_up, (address,))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, TimeoutError, ValueError, ray.exceptions.RayError) as e:
-        raise StartError(f"could not connect to the Ray cluster at --address {address}: "
-                         f"{e.__class__.__name__}: {first_line(e)}") from None
-    finally:
-        watchdog.cancel()
+    with _held_stderr(replay=verbose) as real_stderr:
+        watchdog = threading.Timer(RAY_CONNECT_TIMEOUT_S, _give_up, (address, real_stderr))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            ray.init(address=address, runtime_env=env, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, TimeoutError, ValueError, ray.exceptions.RayError) as e:
+            raise StartError(f"could not connect to the Ray cluster at --address {address}: "
+                             f"{e.__class__.__name__}: {first_line(e)}") from None
+        finally:
+            watchdog.cancel()
 
 
-def _give_up(address: str) -> None:
+@contextmanager
+def _held_stderr(replay: bool) -> Iterator[int]:
+    """File descriptor 2 into a temp file while Ray's client connects (its C++ side prints a
+    warning a second while it retries); yields the real stderr's descriptor. What was held is
+    written out after, unless the connection failed (one line says why; -v: written out too)."""
+    sys.stderr.flush()
+    real = os.dup(2)
+    ok = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield real
+            ok = True
+        finally:
+            os.dup2(real, 2)
+            os.close(real)
+            if ok or replay:
+                held.seek(0)
+                os.write(2, held.read())
+
+
+def _give_up(address: str, real_stderr: int) -> None:
     """Ray's client retries a cluster that answers but lets nobody in for minutes, and cannot be
     interrupted: nothing is written yet, so the process ends here, in one line."""
-    sys.stderr.write(f"vidtrack run: error: could not connect to the Ray cluster at --address {address} within "
-                     f"{RAY_CONNECT_TIMEOUT_S:g} s: it answers but does not let this driver in (token "
-                     "authentication without RAY_AUTH_TOKEN, another Ray version, or not a Ray GCS port)\n")
-    sys.stderr.flush()
+    os.write(real_stderr, (f"vidtrack run: error: could not connect to the Ray cluster at --address {address} "
+                           f"within {RAY_CONNECT_TIMEOUT_S:g} s: it answers but does not let this driver in (token "
+                           "authentication without RAY_AUTH_TOKEN, another Ray version, or not a Ray GCS "
+                           "port)\n").encode())
     os._exit(EXIT_INCOMPLETE)
 
 
