@@ -71,9 +71,10 @@ class DetectionsStage:
         self.storage.download(ObjectInfo(key, UNKNOWN_SIZE, datetime.fromtimestamp(0, UTC)), dest)
         return True
 
-    def publish(self, task: VideoTask, path: Path, frames: int) -> None:
-        """The detections file, then its marker (written last: its presence means complete)."""
+    def publish(self, task: VideoTask, path: Path, frames: int, run_id: str = "") -> None:
+        """The detections file, then its marker (written last: its presence means complete),
+        which names the run that wrote it."""
         self.storage.upload(path, detections_key(self.detections_id, task.video_id))
         marker = DetectionsMarker(task.video_id, task.name, task.identity, detections_id=self.detections_id,
-                                  frames=frames, finished_at=now_iso())
+                                  frames=frames, finished_at=now_iso(), run_id=run_id)
         self.storage.put_bytes(detections_done_key(self.detections_id, task.video_id), marker.to_bytes())

@@ -375,6 +375,8 @@ def test_killed_driver_loses_no_finished_attempt_and_leaves_nothing_behind(tmp_p
     markers = [DoneMarker.from_bytes(p.read_bytes()) for p in dataset.glob("_done/*.json")]
     assert len(markers) == 4 and all(m.run_id for m in markers)
     assert {(m.run_id, m.video_id) for m in markers} <= ok  # no `_done` without its row
+    stage = [json.loads(p.read_bytes()) for p in out.glob("_detections/*/_done/*.json")]
+    assert len(stage) == 4 and all(m["run_id"] for m in stage)
 
 
 def test_scratch_of_processes_gone_is_reclaimed_whatever_the_node(tmp_path: Path) -> None:

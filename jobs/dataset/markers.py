@@ -119,6 +119,7 @@ class DetectionsMarker(_Marker):
     detections_id: str = ""
     frames: int = 0
     finished_at: str = ""
+    run_id: str = ""  # the run that wrote it
 
     @property
     def written_at(self) -> str:

@@ -80,7 +80,7 @@ class VideoAttempt:
         with stage("publish"):
             still_held()  # a lease lost while processing (renewals failed): another run may own it now
             if ctx.stage is not None and row.detections != "cached":
-                ctx.stage.publish(task, self.detections, summary.frames)
+                ctx.stage.publish(task, self.detections, summary.frames, ctx.run_id)
             publish_outputs(ctx.layout, task, outputs, summary, row, ctx.check_driver)
         row.stage_seconds = json.dumps({"fetch": round(fetch_s, 3), **summary.stage_seconds,
                                         "publish": round(time.perf_counter() - t, 3)}, sort_keys=True)
