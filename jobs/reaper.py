@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-log = logging.getLogger("vidtrack." + __name__)
+log = logging.getLogger("vidtrack.jobs.reaper")  # also when run as __main__
 
 RELEASE = b"release\n"
 GRACE_S = 3.0  # SIGTERM first; what still runs after this gets SIGKILL
