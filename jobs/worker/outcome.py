@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from jobs.dataset.manifest import Attempt, Status
+from jobs.logsafe import redact
 from jobs.storage import LeaseHeld
 from tracking.video import VideoError
 
@@ -48,7 +49,7 @@ def classify(row: Attempt, err: StageError, run_id: str) -> bool:
     elsewhere = isinstance(cause, LeaseHeld) and f"run {run_id}," not in str(cause)
     row.status = Status.FAILED if own else Status.CANCELLED if elsewhere else Status.RETRYABLE
     row.error_class, row.error_stage = cause.__class__.__name__, err.stage
-    row.error_message = str(cause)[:2000]
+    row.error_message = redact(str(cause))[:2000]  # a row is kept for good: no credential in it (jobs/logsafe.py)
     log.warning("video %s %s in %s: %s: %s", row.source_key, row.status, err.stage, row.error_class,
                 row.error_message)
     return own
