@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,6 +116,7 @@ def test_a_cluster_with_token_auth_and_no_token_is_one_line_and_exit_4(tmp_path:
             os.environ["HOME"] = home
     finally:
         _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert r.returncode == EXIT_INCOMPLETE and seconds < RAY_CONNECT_TIMEOUT_S + 15, (r.returncode, seconds)
     error = _one_error_line(r, address)
     others = [line for line in r.stderr.splitlines() if line != error and " vidtrack." not in line]
@@ -166,5 +168,6 @@ def test_readme_cluster_path_ray_start_and_job_submit(tmp_path: Path) -> None:
         assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)[-4000:]
     finally:
         _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     datasets = list(out.glob("*/manifest/run_id=*/part-0.parquet"))
     assert len(datasets) == 1 and list(out.glob("*/tracks/video_id=cam-*")), sorted(out.rglob("*"))

@@ -5,6 +5,7 @@ token, and over a local folder of real clips whose names hold newlines and termi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def test_credentials_never_reach_logs_manifest_report_or_rays_logs(s3: str, tmp_
     ray_logs = [p for p in ray_tmp.rglob("*") if p.is_file() and not p.is_symlink()]
     assert any(p.name.startswith("worker-") for p in ray_logs), "Ray's session logs were not where expected"
     found.update({str(p): p.read_bytes() for p in ray_logs})
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     for secret in (TOKEN, S3_CANARY):
         leaks = [name for name, data in found.items() if secret.encode() in data]
         assert not leaks, f"{secret} found in {leaks}"
