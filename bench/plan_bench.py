@@ -3,7 +3,8 @@ requests it makes and its seconds. Prints one line per archive size:
 
     vidtrack-bench --plan                      (10,000 and 100,000 done videos)
     python -m bench.plan_bench --videos 10000
-    plan: 10000 done videos: 12 requests besides 10 listing the input (1 GET index, 10 LIST _done, 1 LIST _failed); 10.7 s
+    plan: 10000 done videos: 12 requests besides 10 listing the input (1 GET index, 10 LIST _done,
+      1 LIST _failed); 10.7 s
 
 Simulated objects, said plainly: the moto server runs in a child process whose S3 backend is filled
 in memory before it listens (moto's own `put_object`, no HTTP): N source objects of a few bytes
