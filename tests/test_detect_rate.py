@@ -112,3 +112,24 @@ def test_after_predicted_frames_a_confirmed_track_is_matched_by_iou_alone() -> N
         t.predict(), t.predict()
     after = t.update(_box(9.0), b)
     assert [(s.track_id, s.matched) for s in after] == [(1, True)]
+
+
+def test_leaving_the_prefetch_early_stops_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`max_frames` on a long video: the decode thread stops soon after, instead of decoding the
+    rest of the file (up to the 10 s join timeout) with the reader about to close under it."""
+    from tests.conftest import VIDEOS, need_shared
+    from tracking.prefetch import prefetched
+
+    clip = VIDEOS / "one-by-one-person-detection.mp4"  # 1394 frames
+    need_shared(clip)
+    decoded: list[int] = []
+    frames = VideoReader.frames
+
+    def counted(self, pixels=None):  # type: ignore[no-untyped-def]
+        for f in frames(self, pixels):
+            decoded.append(f.index)
+            yield f
+    monkeypatch.setattr(VideoReader, "frames", counted)
+    with VideoReader(clip) as r, prefetched(r, 4, max_frames=8) as batches:
+        got = [f.index for b in batches for f in b]
+    assert got == list(range(8)) and len(decoded) <= 8 + 4 * 4  # the queue's 2 batches, one in hand

@@ -92,6 +92,8 @@ def _batches(reader: Iterator[Frame], size: int, timer: StageTimer, stop: thread
                 if len(batch) == size:
                     t = timer.add("decode", t)
                     _put(q, batch, stop)
+                    if stop.is_set():  # the caller left (`max_frames`, an error): decode no further
+                        return
                     batch = []
                     t = time.perf_counter()
             timer.add("decode", t)
