@@ -62,6 +62,12 @@ def reentry_links(rows: TrackRows, emb: dict[int, np.ndarray], ts: np.ndarray, m
             cost = 1.0 - float(emb[a] @ emb[b])
             if cost <= max_distance:
                 candidates.append((cost, a, b))
+    return greedy_links(candidates)
+
+
+def greedy_links(candidates: list[tuple[float, int, int]]) -> dict[int, int]:
+    """(cost, predecessor, successor) pairs joined cheapest first, each track with at most one
+    successor and one predecessor (stitching's rule, and re-entry's)."""
     links: dict[int, int] = {}
     taken: set[int] = set()
     for _, a, b in sorted(candidates):

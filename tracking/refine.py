@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracking.config import RefineConfig
-from tracking.reentry import chain_embeddings, reentry_links
+from tracking.reentry import chain_embeddings, greedy_links, reentry_links
 from tracking.tracks import DETECTED, INTERPOLATED, TrackLog, TrackRows
 
 EDGE_FRAMES = 2  # a track detected this close to the video's first or last frame may be cut short by it
@@ -170,13 +170,7 @@ def _stitch_links(rows: TrackRows, emb: dict[int, np.ndarray], ts: np.ndarray, c
             cost = 1.0 - float(emb[a.track] @ emb[b.track])
             if cost <= cfg.stitch_max_distance:
                 candidates.append((cost, a.track, b.track))
-    links: dict[int, int] = {}
-    taken: set[int] = set()
-    for _, a_id, b_id in sorted(candidates):
-        if a_id not in links and b_id not in taken:
-            links[a_id] = b_id
-            taken.add(b_id)
-    return links
+    return greedy_links(candidates)
 
 
 def _apply_links(rows: TrackRows, links: dict[int, int]) -> TrackRows:

@@ -85,7 +85,7 @@ def read_config(layout: DatasetLayout) -> dict[str, Any]:
 def select_videos(layout: DatasetLayout, spec: CountSpec) -> list[Video]:
     """The complete videos the spec selects, each with its lines, zones and clock, checked
     against its frame. A named --video that is not complete is an error."""
-    markers = done_markers(layout)
+    markers = done_markers(layout, save_index=False)  # counting writes nothing but its own events
     missing = [v for v in spec.videos if v not in markers]
     if missing:
         raise CountError(f"video {missing[0]!r} is not a complete video of this dataset (no _done marker)")

@@ -129,9 +129,10 @@ class DetectionsMarker(_Marker):
 M = TypeVar("M", DoneMarker, FailedMarker, DetectionsMarker)
 
 
-def done_markers(layout: DatasetLayout) -> dict[str, DoneMarker]:
-    """video_id -> its `_done` marker (the source version it describes), through the marker index."""
-    return read_markers(layout, "_done", DoneMarker).markers
+def done_markers(layout: DatasetLayout, save_index: bool = True) -> dict[str, DoneMarker]:
+    """video_id -> its `_done` marker (the source version it describes), through the marker index
+    (rewritten when stale, unless `save_index` is false: a reader that must write nothing)."""
+    return read_markers(layout, "_done", DoneMarker, save=save_index).markers
 
 
 def failed_markers(layout: DatasetLayout) -> dict[str, FailedMarker]:
