@@ -7,6 +7,7 @@ and bad input (one line on stderr, exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import av
 import cv2
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +27,7 @@ from jobs.count.settings import Clock, CountSpec
 from jobs.dataset.layout import DatasetLayout
 from jobs.dataset.markers import DoneMarker, SourceIdentity
 from jobs.storage import LocalStorage
-from tests.conftest import MODEL, VIDEOS, need_shared, write_video
+from tests.conftest import MODEL, VIDEOS, need_shared, read_frames, write_video
 from tracking.records import TRACK_SCHEMA
 
 PARAMS_ID = "p0count"
@@ -158,6 +160,37 @@ def test_wall_clock_buckets_from_the_key_pattern(tmp_path: Path, capsys: pytest.
     assert got["lines"]["door"] == {"in": 3, "out": 2}
 
 
+def test_wall_clock_from_the_containers_creation_time(tmp_path: Path, fast_cfg, fast_models,  # type: ignore[no-untyped-def]
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording whose container says when it started (`creation_time`) has that start
+    recorded when it is processed (summary, then `_done`), and `--clock-pattern container`
+    buckets its crossings on the wall clock from it; a video without one is a one-line error."""
+    from tracking.pipeline import VideoOutputs, process_video
+
+    with av.open(str(tmp_path / "stamped.mp4"), "w") as c:  # a real H.264 MP4 that says when it started
+        c.metadata["creation_time"] = "2026-11-20T08:00:00.000000Z"
+        stream = c.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="bgr24")
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    summary = process_video(tmp_path / "stamped.mp4", VideoOutputs.in_dir(tmp_path / "o", "rec", annotated=False),
+                            fast_cfg, fast_models)
+    assert summary.start_time.startswith("2026-11-20T08:00:00")
+    ds = write_dataset(tmp_path / "ds", {"a": PATHS, "b": PATHS})
+    layout = DatasetLayout(LocalStorage(tmp_path / "ds"), PARAMS_ID)
+    m = DoneMarker.from_bytes(layout.storage.read_bytes(layout.done("a")))
+    layout.storage.put_bytes(layout.done("a"), dataclasses.replace(m, start_time=summary.start_time).to_bytes())
+    args = ["--line", DOOR, "--bucket", "1h", "--clock-pattern", "container"]
+    got = count_json(capsys, str(ds), *args, "--video", "a")
+    assert got["clock"] == "wall" and got["lines"]["door"] == {"in": 3, "out": 2}
+    assert main(["count", str(ds), *args]) == 2  # video b: no creation_time recorded
+    assert "'cam1/b.mp4' has no creation_time from its container" in capsys.readouterr().err
+
+
 def test_the_anchor_is_the_point_that_crosses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Feet (bottom centre) cross y=200, the box's centre (25 px higher) stays above it."""
     ds = write_dataset(tmp_path, {"v1": {1: [(100, 150 + 5 * i) for i in range(14)]}})  # bottom 150 -> 215
@@ -260,9 +293,7 @@ def doorway(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = VIDEOS / "one-by-one-person-detection.mp4"
     need_shared(src, MODEL)
     tmp = tmp_path_factory.mktemp("doorway")
-    with av.open(str(src)) as c:
-        frames = [f.to_ndarray(format="bgr24") for i, f in enumerate(c.decode(video=0)) if i < 460
-                  and i >= 60 and i % 2 == 0]
+    frames = read_frames(src, 400, start=60)[::2]
     clip = write_video(tmp / "doorway.mp4", frames, fps=5)
     cfg = load_config(None, [f"detector.model={MODEL}", "detector.imgsz=320", "detector.classes=['person']"])
     outputs = VideoOutputs.in_dir(tmp / "out", "doorway", annotated=True)

@@ -137,15 +137,13 @@ def test_ultralytics_import_leaves_thread_count_alone() -> None:
     """ultralytics sets OMP_NUM_THREADS=1 on import; loading it (to export a model on a cold cache)
     must not hold the CPU backends loaded afterwards to one thread."""
     import os
-    import subprocess
-    import sys
 
-    from tests.conftest import REPO
+    from tests.conftest import fresh_python
 
     code = ("import os\nfrom tracking.inference import import_ultralytics, inference_threads\n"
             "n = inference_threads(); import_ultralytics()\n"
             "print(n, inference_threads(), os.environ.get('OMP_NUM_THREADS'))\n")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    r = fresh_python(code, {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+    assert r.returncode == 0, r.stderr
     n, after, omp = r.stdout.split()
     assert n == after and omp == "None", r.stdout

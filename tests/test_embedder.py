@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, TUD
+from tests.conftest import TUD, fresh_python
 from tracking.config import EmbedderConfig
 from tracking.detections import Detections
 from tracking.embedder import EMBED_DIM, AppearanceEmbedder, load_network
@@ -96,8 +94,7 @@ def test_int8_is_the_same_on_cpus_without_vnni(tmp_path: Path) -> None:
         if isa:
             env["ONEDNN_MAX_CPU_ISA"] = isa
         path = tmp_path / f"int8-{isa or 'native'}.npz"
-        r = subprocess.run([sys.executable, "-c", _INT8_OUTPUTS, str(path)], cwd=REPO, env=env,
-                           capture_output=True, text=True, check=False)
+        r = fresh_python(_INT8_OUTPUTS.replace("sys.argv[1]", repr(str(path))), env)
         assert r.returncode == 0, r.stderr[-3000:]
         out[isa] = np.load(path)
     for key in ("feats", "boxes"):
@@ -123,22 +120,13 @@ def test_batches_split_back_per_frame() -> None:
 def test_warm_cache_loads_models_without_torch(tmp_path: Path) -> None:
     """Start-up: once the exports are cached, loading both models and tracking a frame imports
     neither torch nor ultralytics (seconds of a `vidtrack track` start)."""
-    from tests.conftest import MODEL
+    from tests.conftest import MODEL, loaded_after
 
-    code = (
-        "import sys\n"
-        "from tracking.config import PipelineConfig, DetectorConfig\n"
-        "from tracking.pipeline import Models\n"
-        f"cfg = PipelineConfig(detector=DetectorConfig(model={str(MODEL)!r}, batch_size=2))\n"
-        "Models.load(cfg)\n"
-        "print('heavy:', sorted(m for m in ('torch', 'ultralytics') if m in sys.modules))\n"
-    )
-    env = {**os.environ, "VIDTRACK_CACHE": os.environ["VIDTRACK_CACHE"]}
-    runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                           check=False) for _ in range(2)]
-    for r in runs:
-        assert r.returncode == 0, r.stderr[-3000:]
-    assert "heavy: []" in runs[1].stdout, runs[1].stdout
+    code = ("from tracking.config import PipelineConfig, DetectorConfig\n"
+            "from tracking.pipeline import Models\n"
+            f"Models.load(PipelineConfig(detector=DetectorConfig(model={str(MODEL)!r}, batch_size=2)))\n")
+    loaded_after(code, ("torch", "ultralytics"))  # the first run fills the export cache
+    assert loaded_after(code, ("torch", "ultralytics"))[0] == []
 
 
 def test_roc_auc_ranks_same_identity_distances_below_others() -> None:

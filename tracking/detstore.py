@@ -86,6 +86,7 @@ class DetectionsHeader:
     class_dims: dict[int, int]  # classes whose embeddings are stored shorter than embedding_dim (zero-padded)
     frames: int  # rows in the file: every decoded frame
     execution: dict[str, str]  # what detected and embedded it (pipeline.Models.execution)
+    start_time: str = ""  # the source container's creation_time (VideoInfo.start_time)
 
 
 def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -97,12 +98,14 @@ def as_float16(embeds: Sequence[np.ndarray]) -> list[np.ndarray]:
 class DetectionsWriter(AtomicOutput):
     def __init__(self, path: str | os.PathLike[str], *, detections_id: str, width: int, height: int, fps: float,
                  frame_count: int, class_names: dict[int, str], row_group_frames: int = 1024,
-                 execution: dict[str, str] | None = None, class_dims: dict[int, int] | None = None) -> None:
+                 execution: dict[str, str] | None = None, class_dims: dict[int, int] | None = None,
+                 start_time: str = "") -> None:
         super().__init__(path)
         self.class_dims = class_dims or {}
         self._meta = {"format": FORMAT, "detections_id": detections_id, "width": width, "height": height,
                       "fps": fps, "frame_count": frame_count, "class_names": sorted(class_names.items()),
-                      "execution": execution or {}, "class_dims": sorted(self.class_dims.items())}
+                      "execution": execution or {}, "class_dims": sorted(self.class_dims.items()),
+                      "start_time": start_time}
         self._writer: pq.ParquetWriter | None = None
         self._rows: list[dict[str, object]] = []
         self.row_group_frames, self.frames, self.dim = row_group_frames, 0, 0
@@ -164,7 +167,7 @@ class DetectionsRecord:
             self.writer = self.open_output(DetectionsWriter(
                 self.path, detections_id=self.detections_id, width=info.width, height=info.height, fps=fps,
                 frame_count=info.frame_count, class_names=self.class_names, execution=self.execution,
-                class_dims=self.class_dims))
+                class_dims=self.class_dims, start_time=info.start_time))
         self.writer.add(batch, dets, embeds)
 
 
@@ -200,7 +203,8 @@ def read_header(path: str | os.PathLike[str], detections_id: str) -> DetectionsH
                             int(meta["frame_count"]), {int(k): str(v) for k, v in meta["class_names"]},
                             int(meta["embedding_dim"]), {int(k): int(v) for k, v in meta.get("class_dims", [])},
                             f.metadata.num_rows,
-                            meta.get("execution") or {"detections": "not recorded (a detections stage before 0.3)"})
+                            meta.get("execution") or {"detections": "not recorded (a detections stage before 0.3)"},
+                            str(meta.get("start_time", "")))
 
 
 def read_batches(path: str | os.PathLike[str], header: DetectionsHeader, batch_frames: int = 256

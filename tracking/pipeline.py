@@ -94,6 +94,7 @@ class VideoSummary:
     wall_seconds: float
     outputs: dict[str, str | None] = field(default_factory=dict)
     execution: dict[str, str] = field(default_factory=dict)  # what ran it: Models.execution()
+    start_time: str = ""  # the container's creation_time, when it has one (VideoInfo.start_time)
     tracker_frames: dict[str, int] = field(default_factory=dict)  # frame counts resolved from seconds and fps
     refine: dict[str, int] = field(default_factory=dict)  # what refinement changed (RefineStats)
 
@@ -161,7 +162,7 @@ def retrack_video(detections: str | os.PathLike[str], outputs: VideoOutputs, cfg
                    cfg, video_id or Path(detections).stem, params_id, header.class_names, on_frames, wall0=wall0,
                    execution={**header.execution, "tracking": "re-tracked from the detections stage"})
         info = VideoInfo(os.fspath(source or detections), header.width, header.height, header.fps,
-                         header.frame_count, 0, "", 0.0)
+                         header.frame_count, 0, "", 0.0, header.start_time)
         tracking = _TrackStage(cfg, info, job.timer, class_groups(cfg, job.names))
         for stamps, dets, embeds in read_batches(detections, header):
             tracking.process(stamps, dets, embeds)
@@ -357,7 +358,7 @@ def _summary(job: _Job, tracking: _TrackStage, done: _Written) -> VideoSummary:
     classes, counts = np.unique(per_class[:, 0].astype(int), return_counts=True)
     return VideoSummary(
         video_id=job.video_id, source=os.fspath(job.source), params_id=job.params_id, frames=frames,
-        frames_declared=info.frame_count,
+        frames_declared=info.frame_count, start_time=info.start_time,
         duration_s=round(frames / info.fps, 3) if info.fps else 0.0, fps=info.fps,
         width=info.width, height=info.height, rotation=info.rotation, codec=info.codec, rows=done.rows,
         tracks_per_class={job.names.get(k, str(k)): int(n)

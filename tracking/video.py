@@ -68,6 +68,7 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise applied to decoded frames
     codec: str
     duration_s: float
+    start_time: str = ""  # when the recording started, as the container says (`creation_time`), else ""
 
 
 # the pixels of a frame decoded without them (`VideoReader.frames(pixels=...)`): (0, 0, 3)
@@ -147,7 +148,8 @@ class VideoReader:
         rotation = _rotation(self._first, stream)
         w, h = (cc.height, cc.width) if rotation % 180 else (cc.width, cc.height)
         return VideoInfo(str(self.path), w, h, fps, int(stream.frames or 0), rotation, cc.name,
-                         _declared_duration(container, stream))
+                         _declared_duration(container, stream),
+                         str(container.metadata.get("creation_time") or stream.metadata.get("creation_time") or ""))
 
     def _decode(self, container: av.container.InputContainer,
                 stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:

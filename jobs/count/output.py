@@ -89,9 +89,10 @@ def totals(run: CountRun) -> dict[str, Any]:
 
 def print_table(run: CountRun, out: TextIO) -> None:
     """Counts per line and bucket, then per zone and bucket, as aligned text."""
-    print(f"{len(run.videos)} complete videos; clock: {run.clock}"
-          + (f" (from the source keys, {run.spec.clock.pattern!r})" if run.spec.clock else " (seconds of footage)"),
-          file=out)
+    clock = run.spec.clock
+    where = (" (seconds of footage)" if clock is None else " (from the containers' creation_time)"
+             if clock.from_container else f" (from the source keys, {clock.pattern!r})")
+    print(f"{len(run.videos)} complete videos; clock: {run.clock}{where}", file=out)
     rows = [(n, bucket_label(run, b), i, o) for n, b, i, o in line_counts(run)]
     if rows:
         _aligned(out, ("line", "bucket", "in", "out"), rows)

@@ -46,26 +46,49 @@ class Camera:
     zones: tuple[Zone, ...] = ()
 
 
+CONTAINER_CLOCK = "container"  # the clock pattern that means: the container's creation_time
+
+
 @dataclass(frozen=True)
 class Clock:
     """Wall-clock start of a video from its source key: `*` matches anything, `%Y %y %m %d %H
-    %M %S` the date and time fields (strptime's), `%%` a percent sign."""
+    %M %S` the date and time fields (strptime's), `%%` a percent sign. The pattern `container`
+    takes each video's start from its container instead (`creation_time`, recorded in `_done`
+    when the video was processed)."""
 
     pattern: str
     timezone: str = "UTC"
-    regex: re.Pattern[str] = field(init=False, compare=False, repr=False)
+    regex: re.Pattern[str] | None = field(init=False, compare=False, repr=False)
     tz: tzinfo = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "regex", _pattern_regex(self.pattern))
+        object.__setattr__(self, "regex", None if self.from_container else _pattern_regex(self.pattern))
         try:
             object.__setattr__(self, "tz", UTC if self.timezone.upper() == "UTC" else ZoneInfo(self.timezone))
         except (ZoneInfoNotFoundError, ValueError):
             raise CountError(f"clock timezone {self.timezone!r} is not a known time zone (e.g. UTC, "
                              "Europe/Berlin)") from None
 
+    @property
+    def from_container(self) -> bool:
+        return self.pattern == CONTAINER_CLOCK
+
+    def start_of(self, key: str, recorded: str) -> float | None:
+        """The video's start as a UNIX time from its key, or from its container's `recorded`
+        creation_time (ISO 8601; a time without a zone is UTC); None when unknown."""
+        if not self.from_container:
+            return self.start(key)
+        if not recorded:
+            return None
+        try:
+            d = datetime.fromisoformat(recorded.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+
     def start(self, key: str) -> float | None:
         """The video's start as a UNIX time, or None when the key does not match the pattern."""
+        assert self.regex is not None
         m = self.regex.fullmatch(key)
         if not m:
             return None

@@ -99,6 +99,9 @@ def select_videos(layout: DatasetLayout, spec: CountSpec) -> list[Video]:
                     "checked against the frame", len(unsized), unsized[0])
     if spec.clock is not None:
         unmatched = [v.source_key for v in videos if v.start is None]
+        if unmatched and spec.clock.from_container:
+            raise CountError(f"video {unmatched[0]!r} has no creation_time from its container ({len(unmatched)} of "
+                             f"{len(videos)} selected videos): use a key pattern, or narrow --key")
         if unmatched:
             raise CountError(f"clock pattern {spec.clock.pattern!r} does not match the key {unmatched[0]!r} "
                              f"({len(unmatched)} of {len(videos)} selected videos): fix it or narrow --key")
@@ -109,7 +112,7 @@ def _video(vid: str, m: DoneMarker, spec: CountSpec) -> Video:
     lines, zones = spec.shapes_for(m.source_key)
     if m.width and m.height:
         check_in_frame((*lines, *zones), m.width, m.height, vid)
-    start = spec.clock.start(m.source_key) if spec.clock is not None else None
+    start = spec.clock.start_of(m.source_key, m.start_time) if spec.clock is not None else None
     return Video(vid, m.source_key, m.fps, m.width, m.height, m.frames, start, lines, zones)
 
 

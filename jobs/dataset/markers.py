@@ -89,6 +89,7 @@ class DoneMarker(_Marker):
     tracker_frames: dict[str, int] = field(default_factory=dict)  # resolved from seconds and fps
     refine: dict[str, int] = field(default_factory=dict)  # what refinement changed
     finished_at: str = ""
+    start_time: str = ""  # the container's creation_time when it had one (`vidtrack count --clock-pattern container`)
 
     @property
     def written_at(self) -> str:

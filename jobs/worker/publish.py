@@ -41,7 +41,8 @@ def publish_outputs(layout: DatasetLayout, task: VideoTask, outputs: VideoOutput
             frames=row.frames, frames_declared=row.frames_declared, rows=row.rows,
             tracks_sha256=file_sha256(outputs.tracks), fps=summary.fps, width=summary.width,
             height=summary.height, tracks_per_class=summary.tracks_per_class,
-            tracker_frames=summary.tracker_frames, refine=summary.refine, finished_at=now_iso())
+            tracker_frames=summary.tracker_frames, refine=summary.refine, finished_at=now_iso(),
+            start_time=summary.start_time)
         driver_alive()  # right before: a driver killed while this attempt ran records nothing
         storage.put_bytes(layout.done(task.video_id), marker.to_bytes())  # last: the video is complete
     except Exception:
