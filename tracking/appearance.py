@@ -22,12 +22,13 @@ from tracking.reid import ReidNetwork, reid_sha256
 from tracking.tracker import REID_GROUP
 
 
-def appearance_sha256(cfg: EmbedderConfig) -> str:
+def appearance_sha256(cfg: EmbedderConfig, reid: str | None = None) -> str:
     """The appearance networks' identity for `detections_id`: MobileNetV2's weights, and with a
-    re-identification network (a local spec) both (no torch, no model loaded)."""
+    re-identification network (a local spec; `reid`: its `reid_sha256` when already known) both
+    (no torch, no model loaded)."""
     if not cfg.reid_model:
         return weights_sha256()
-    return hashlib.sha256(f"{weights_sha256()}:{reid_sha256(cfg.reid_model)}".encode()).hexdigest()
+    return hashlib.sha256(f"{weights_sha256()}:{reid or reid_sha256(cfg.reid_model)}".encode()).hexdigest()
 
 
 def reid_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
@@ -82,7 +83,7 @@ class ClassAppearance:
         masks = [self.reid_mask(d) for d in dets]
         out = [np.zeros((len(d), self.dim), np.float32) for d in dets]
         if self.general is not None:
-            feats = self.general([f for f in frames], [d[~m] for d, m in zip(dets, masks, strict=True)])
+            feats = self.general(frames, [d[~m] for d, m in zip(dets, masks, strict=True)])
             for o, m, f in zip(out, masks, feats, strict=True):
                 o[~m, :f.shape[1]] = f
         if self.reid is not None and any(m.any() for m in masks):

@@ -174,6 +174,8 @@ class DetectionsRecord:
 def _stored(class_id: np.ndarray, dim: int, class_dims: dict[int, int]) -> np.ndarray:
     """(n, dim) mask of the embedding values a file stores: each row's first `class_dims[class]`
     values (all `dim` for other classes), row by row (what boolean indexing flattens in order)."""
+    if not class_dims:  # one width for every row (one network): no per-row lookup on this per-frame path
+        return np.ones((len(class_id), dim), bool)
     width = np.array([class_dims.get(int(c), dim) for c in class_id], np.int64).reshape(-1, 1)
     return np.arange(dim)[None, :] < width
 

@@ -163,7 +163,10 @@ class VideoReader:
                 break
             frames = packet.decode()
             self._errors.after_packet(suspect.pts if suspect is not None else packet.pts)
-            suspect = packet if packet.is_corrupt else None if packet.size else suspect
+            if packet.is_corrupt:
+                suspect = packet
+            elif packet.size:  # a clean packet decoded after it: the corrupt one was not the last
+                suspect = None
             yield from frames
         if suspect is not None:
             raise IncompleteVideoError(self.path, f"truncated or corrupt packet at {suspect.pos}, the last one "

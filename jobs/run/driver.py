@@ -93,10 +93,10 @@ def _identities(spec: JobSpec, model_sha256: str, reid_local: str) -> RunIds:
     from tracking.reid import reid_sha256
 
     local = dataclasses.replace(spec.config.embedder, reid_model=reid_local)
-    detections_id = spec.config.detections_id(model_sha256, appearance_sha256(local)) if spec.detections else ""
+    reid = reid_sha256(reid_local) if reid_local else ""  # both files hashed once
+    detections_id = spec.config.detections_id(model_sha256, appearance_sha256(local, reid)) if spec.detections else ""
     return RunIds(datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6],
-                  spec.config.params_id(model_sha256, reid_sha256(reid_local) if reid_local else ""),
-                  model_sha256, detections_id)
+                  spec.config.params_id(model_sha256, reid), model_sha256, detections_id)
 
 
 def _finish(plan: Plan, journal: ManifestJournal, result: RunResult, t0: float, report: bool,
