@@ -12,6 +12,7 @@ sequence's ground truth when it has one (TUD-Campus does).
     vidtrack-bench --process                                       # whole processes, start-up included
     vidtrack-bench --costs                                         # ms per crop / frame of each option
     vidtrack-bench --reid                                          # re-ID AUC of each appearance option
+    vidtrack-bench --retrack                                       # full runs vs re-tracking runs, whole processes
     vidtrack-bench --memory --frames 5000 --set detector.imgsz=320  # flat-memory check on a long video
     vidtrack-bench --gpu                                           # NVIDIA GPUs, 1/2/4 workers each (bench/gpu.py)
 
@@ -78,6 +79,9 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
                                                         "(bench/count_bench.py)")
     p.add_argument("--plan", action="store_true", help="requests and seconds of a rerun's plan over 10,000 and "
                                                        "100,000 done videos on a moto server (bench/plan_bench.py)")
+    p.add_argument("--retrack", action="store_true", help="whole `vidtrack run` processes: full runs against "
+                                                          "re-tracking runs from the detections stage, on the "
+                                                          "shared clips cut to 400 frames (bench/retrack_bench.py)")
 
 
 # -- one contender per subprocess ---------------------------------------------------------
@@ -531,6 +535,10 @@ def main(args: argparse.Namespace) -> int:
         from bench.plan_bench import main as plan_bench
 
         return plan_bench([])
+    if args.retrack:
+        from bench.retrack_bench import main as retrack_bench
+
+        return retrack_bench(["--model", args.model])
     if args.count:
         from bench.count_bench import main as count_bench
 

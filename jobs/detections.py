@@ -5,8 +5,9 @@ whose detector and embedder settings match (the same `detections_id`) re-tracks 
 it instead of decoding it and running the models, as long as the source object is unchanged:
 
 - where it lives: `detections_key`, `detections_done_key`;
-- which videos have it: `DetectionsStage.cached` (the driver starts CPU-only actors that never
-  build a model when every video does: `all_cached`);
+- which videos have it: `DetectionsStage.cached` (when every video does, `all_cached`, the
+  driver re-tracks them in its own process or on CPU-only actors that never build a model:
+  jobs/run/session.py);
 - reading and writing one video's: `DetectionsStage.fetch`, `publish` (the worker,
   jobs/worker/attempt.py, which also falls back to full processing when a file is unusable).
 """
@@ -49,18 +50,20 @@ class DetectionsStage:
     def has(self, task: VideoTask) -> bool:
         return self._marker(task) is not None
 
-    def cached(self, tasks: list[VideoTask]) -> set[str]:
-        """video_ids whose detections can be reused (one small read each, in parallel)."""
+    def cached(self, tasks: list[VideoTask]) -> dict[str, int]:
+        """video_id -> frames, for the videos whose detections can be reused (one small read
+        each, in parallel)."""
         with ThreadPoolExecutor(max_workers=16) as pool:
-            hits = list(pool.map(self.has, tasks))
-        return {t.video_id for t, hit in zip(tasks, hits, strict=True) if hit}
+            markers = list(pool.map(self._marker, tasks))
+        return {t.video_id: m.frames for t, m in zip(tasks, markers, strict=True) if m is not None}
 
-    def all_cached(self, tasks: list[VideoTask]) -> bool:
-        """Can every video be re-tracked without decoding or a model?"""
+    def all_cached(self, tasks: list[VideoTask]) -> int | None:
+        """The frames to re-track when every video can be re-tracked without decoding or a
+        model, else None."""
         cached = self.cached(tasks)
         log.info("%d of %d videos to process have reusable detections (%s): they are re-tracked without "
                  "decoding or a model", len(cached), len(tasks), self.detections_id)
-        return len(cached) == len(tasks)
+        return sum(cached.values()) if len(cached) == len(tasks) else None
 
     def fetch(self, task: VideoTask, dest: Path) -> bool:
         """Download the video's detections if they describe this version of its source."""

@@ -32,7 +32,7 @@ from jobs.modelref import fetch_reid_model, resolve_model
 from jobs.plan import Plan, VideoTask, plan_run
 from jobs.run.dispatch import Dispatcher
 from jobs.run.job import JobSpec, RunIds, RunResult
-from jobs.run.session import ray_session, start_pool
+from jobs.run.session import ray_session, start_pool, where_to_run
 from jobs.run.signals import signals_to_flag
 from jobs.storage import Storage, open_storage, overlaps
 from jobs.worker.scratch import sweep_scratch
@@ -73,8 +73,9 @@ def run_job(spec: JobSpec) -> RunResult:
         recovered = _recover_earlier_runs(layout, run_id)
         return _finish(plan, journal, result, t0, spec.report, spec.counts,
                        rebuild=recovered or plan.markers_changed)
-    with ray_session(spec), signals_to_flag() as stop:
-        pool = start_pool(spec, source, dest, ids, plan.todo)
+    where = where_to_run(spec, dest, ids, plan.todo)
+    with ray_session(spec, where), signals_to_flag() as stop:
+        pool = start_pool(spec, source, dest, ids, plan.todo, where)
         try:  # from here on, whatever happens, the manifest is written
             layout.write_config(config_document(spec, ids))
             _recover_earlier_runs(layout, run_id)

@@ -1,9 +1,12 @@
-"""The run's Ray side: the session (a cluster address, or an embedded local Ray), the check
-that some node can hold the requested actor, and starting the pool of actors with the
-resources they ask for (CPU and GPU shares, two threads each)."""
+"""Where a run's videos are processed, and the Ray side of it: the session (a cluster address,
+or an embedded local Ray), the check that some node can hold the requested actor, and
+starting the pool of actors with the resources they ask for (CPU and GPU shares, two threads
+each). A run that only re-tracks a few cached videos on this machine needs no Ray at all: it
+re-tracks them in the driver's process (`where_to_run`, jobs/run/local.py)."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import socket
@@ -21,15 +24,36 @@ from jobs.plan import VideoTask
 from jobs.procs import ProcessRef
 from jobs.reaper import Reaper
 from jobs.run.job import JobSpec, RunIds
+from jobs.run.local import InProcessPool, in_driver
 from jobs.run.pool import Started, first_line
 from jobs.storage import Storage
 
 log = logging.getLogger("vidtrack." + __name__)
 
 
+class Where(enum.Enum):
+    ACTORS = "actors"  # detect and track on actors that load the models
+    RETRACK_ACTORS = "retrack-actors"  # every video cached: CPU-only actors that never build a model
+    RETRACK_DRIVER = "retrack-driver"  # every video cached, few frames, no --address: no Ray at all
+
+
+def where_to_run(spec: JobSpec, dest: Storage, ids: RunIds, todo: list[VideoTask]) -> Where:
+    frames = DetectionsStage(dest, ids.detections_id).all_cached(todo) if ids.detections_id else None
+    if frames is None:
+        return Where.ACTORS
+    if spec.address or not in_driver(frames, spec.config.output.annotated_video):
+        return Where.RETRACK_ACTORS
+    log.info("re-tracking %d cached frames in the driver's process (no Ray session)", frames)
+    return Where.RETRACK_DRIVER
+
+
 @contextmanager
-def ray_session(spec: JobSpec) -> Iterator[None]:
+def ray_session(spec: JobSpec, where: Where = Where.ACTORS) -> Iterator[None]:
     import ray
+
+    if where is Where.RETRACK_DRIVER:
+        yield
+        return
 
     started_here = not ray.is_initialized()
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file gets no colour codes around
@@ -130,16 +154,22 @@ def check_resources(cpus: float, gpus: float, nodes: list[dict[str, Any]]) -> No
                      f"--gpus-per-actor {gpus:g} (nodes: {have})")
 
 
-def start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo: list[VideoTask]) -> Any:
+def start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo: list[VideoTask],
+               where: Where = Where.ACTORS) -> Any:
     """Actors started and the first one ready, or StartError with the real cause. When every
     video can be re-tracked from the detections stage, the actors are CPU actors that never
-    build a model (no GPU requested)."""
+    build a model (no GPU requested), or one worker in this process (`Where.RETRACK_DRIVER`)."""
+    args = (spec.config, source.uri, dest.uri, ids.params_id, ids.model_sha256, spec.endpoint_url)
+    if where is Where.RETRACK_DRIVER:
+        pool: Any = InProcessPool(*args, None, ids.run_id, ids.detections_id, False)
+        pool.add(1)
+        return pool
     import ray
 
     from jobs.run.pool import VideoWorkerPool
     from jobs.worker.actor import VideoWorker
 
-    retrack_only = bool(ids.detections_id) and DetectionsStage(dest, ids.detections_id).all_cached(todo)
+    retrack_only = where is Where.RETRACK_ACTORS
     gpus = 0.0 if retrack_only else spec.gpus_per_actor
     check_resources(spec.cpus_per_actor, gpus, ray.nodes())
     actor_cls = ray.remote(VideoWorker).options(
@@ -147,9 +177,8 @@ def start_pool(spec: JobSpec, source: Storage, dest: Storage, ids: RunIds, todo:
         num_cpus=spec.cpus_per_actor, num_gpus=gpus, max_restarts=0, max_concurrency=2)
     threads = max(1, int(spec.cpus_per_actor))
     driver = ProcessRef.of(os.getpid())  # actors publish nothing once it is gone
-    pool = VideoWorkerPool(lambda: actor_cls.remote(spec.config, source.uri, dest.uri, ids.params_id,
-                                                    ids.model_sha256, spec.endpoint_url, threads, ids.run_id,
-                                                    ids.detections_id, not retrack_only, driver))
+    pool = VideoWorkerPool(lambda: actor_cls.remote(*args, threads, ids.run_id, ids.detections_id, not retrack_only,
+                                                    driver))
     pool.add(min(_actor_count(spec, ray.cluster_resources(), gpus), len(todo)))
     try:
         _wait_first_ready(pool, spec.start_timeout)

@@ -51,6 +51,12 @@ class ActorInfo:
     model_loads: int = 0  # 0 for an actor that only re-tracks (it never builds a model)
 
 
+def _ray_node_id() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
+
 class VideoWorker:
     """A plain class that the driver makes a Ray actor (`ray.remote(VideoWorker)`, with its
     CPU/GPU shares set in jobs/run/session.py:start_pool); the driver calls `ready`,
@@ -61,13 +67,11 @@ class VideoWorker:
     def __init__(self, cfg: PipelineConfig, source_uri: str, output_uri: str, params_id: str,
                  model_sha256: str, endpoint_url: str | None = None, threads: int | None = None,
                  run_id: str = "", detections_id: str = "", load_models: bool = True,
-                 driver: ProcessRef | None = None) -> None:
-        import ray
-
+                 driver: ProcessRef | None = None, node_id: str | None = None) -> None:
         from jobs.logsafe import install
 
         install()  # this process's logs reach the driver and Ray's session folder: redacted, names escaped
-        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_id = _ray_node_id() if node_id is None else node_id  # "": in the driver, no Ray (jobs/run/local.py)
         self.run_id, self.owner = run_id, f"run {run_id}, node {self.node_id[:12]}, pid {os.getpid()}"
         self.workdir = claim_workdir(self.node_id)
         self.driver = driver  # the run's driver: nothing is published once it is gone (check_driver)
