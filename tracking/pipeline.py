@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tracking.annotate import draw_tracks
-from tracking.appearance import ClassAppearance, class_groups, reid_class_ids
+from tracking.appearance import ClassAppearance, class_groups, motion_class_ids, motion_groups, reid_class_ids
 from tracking.atomic import write_json_atomic
 from tracking.config import FALLBACK_FPS, PipelineConfig
 from tracking.detections import Detections
@@ -163,7 +163,7 @@ def retrack_video(detections: str | os.PathLike[str], outputs: VideoOutputs, cfg
                    execution={**header.execution, "tracking": "re-tracked from the detections stage"})
         info = VideoInfo(os.fspath(source or detections), header.width, header.height, header.fps,
                          header.frame_count, 0, "", 0.0, header.start_time)
-        tracking = _TrackStage(cfg, info, job.timer, class_groups(cfg, job.names))
+        tracking = _TrackStage(cfg, info, job.timer, job.names)
         for stamps, dets, embeds in read_batches(detections, header):
             tracking.process(stamps, dets, embeds)
             job.progress(tracking)
@@ -204,7 +204,7 @@ def _track(job: _Job, models: Models, detect: DetectFn | None, record: Detection
     frame is detected (`DetectorConfig.every`), the others decoded without pixels and predicted."""
     detect_fn: DetectFn = detect or (lambda frames: models.detector([f.bgr for f in frames]))
     with VideoReader(job.source) as reader:
-        tracking = _TrackStage(job.cfg, reader.info, job.timer, class_groups(job.cfg, job.names))
+        tracking = _TrackStage(job.cfg, reader.info, job.timer, job.names)
         every = job.cfg.detector.every(reader.info.fps) if reader.info.fps else 1  # else: at the 1st batch
         pixels = (lambda i: i % every == 0) if every > 1 else None
         with prefetched(reader, job.cfg.detector.batch_size * every, job.timer, max_frames=max_frames,
@@ -245,8 +245,9 @@ class _TrackStage:
     made at the first batch (a video whose container declares no frame rate gets one from
     that batch's timestamps, so times in seconds resolve to this video's frame counts)."""
 
-    def __init__(self, cfg: PipelineConfig, info: VideoInfo, timer: StageTimer, groups: dict[int, int] | None) -> None:
-        self.cfg, self.info, self.timer, self.groups = cfg, info, timer, groups
+    def __init__(self, cfg: PipelineConfig, info: VideoInfo, timer: StageTimer, names: dict[int, str]) -> None:
+        self.cfg, self.info, self.timer = cfg, info, timer
+        self.groups, self.motion = class_groups(cfg, names), motion_groups(cfg, names)  # tracking/appearance.py
         self.tracker: VideoTracker | None = None
         self.log = TrackLog(cfg.output.row_group_frames)
         self.fps, self.frames_tracked, self.every = 0.0, 0, 1
@@ -260,7 +261,7 @@ class _TrackStage:
         """The video's tracker, made at its first batch, and its detection stride (`self.every`)."""
         if self.tracker is None:
             self.fps = self.info.fps or fps_from_timestamps([f.timestamp_s for f in batch])
-            self.tracker = VideoTracker(self.cfg.tracker, self.fps, self.groups)
+            self.tracker = VideoTracker(self.cfg.tracker, self.fps, self.groups, self.motion)
             self.every = self.cfg.detector.every(self.fps)
         return self.tracker
 
@@ -290,7 +291,8 @@ def _write_outputs(job: _Job, outs: OutputSet, tracking: _TrackStage) -> _Writte
     cfg, t = job.cfg, time.perf_counter()
     if cfg.refine.enabled:
         final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only,
-                              reentry_classes=reid_class_ids(cfg, job.names))
+                              reentry_classes=reid_class_ids(cfg, job.names),
+                              motion_classes=motion_class_ids(cfg, job.names))
     else:
         final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
     t = job.timer.add("refine", t)

@@ -13,7 +13,8 @@ and returns the rows to publish:
    class that starts at most `stitch_max_gap_s` later, when the cosine distance between
    their mean embeddings is <= `stitch_max_distance` and the jump between the last and
    first boxes needs at most `stitch_max_speed` box heights per second (plus half a
-   height of slack). Pairs are joined greedily, cheapest first; each track has at most one
+   height of slack); a class tracked by motion alone (no embedding) on that motion gate
+   only. Pairs are joined greedily, cheapest first; each track has at most one
    successor and one predecessor, and a successor starts after its predecessor's last
    detection, so joined tracks never overlap in time.
 4. **gap filling** (`max_gap_s`): inside a track, frames between two detections at most
@@ -60,9 +61,11 @@ def online_rows(log: TrackLog, confirmed_only: bool) -> TrackRows:
 
 
 def refine(log: TrackLog, cfg: RefineConfig, fps: float, confirmed_only: bool = True,
-           reentry_classes: np.ndarray | None = None) -> tuple[TrackRows, RefineStats]:
+           reentry_classes: np.ndarray | None = None,
+           motion_classes: np.ndarray | None = None) -> tuple[TrackRows, RefineStats]:
     """The refined rows of one video (sorted by frame, then track) and what changed.
-    `reentry_classes`: the class ids re-entry may join (those with re-identification embeddings)."""
+    `reentry_classes`: the class ids re-entry may join (those with re-identification embeddings);
+    `motion_classes`: those tracked by motion alone (no embedding: stitched on the motion gate)."""
     rows, stats = log.rows(), RefineStats()
     if confirmed_only:
         ever = np.unique(rows.track[rows.confirmed])
@@ -76,7 +79,8 @@ def refine(log: TrackLog, cfg: RefineConfig, fps: float, confirmed_only: bool = 
     ts = np.asarray(log.timestamps, np.float64)
     links: dict[int, int] = {}
     if cfg.stitch_max_gap_s > 0:
-        links = _stitch_links(rows, log.mean_embeddings(), ts, cfg)
+        motion = frozenset(motion_classes.tolist()) if motion_classes is not None else frozenset()
+        links = _stitch_links(rows, log.mean_embeddings(), ts, cfg, motion)
         rows, stats.stitched = _apply_links(rows, links), len(links)
     if cfg.reentry_max_gap_s > 0 and reentry_classes is not None and len(reentry_classes):
         back = reentry_links(rows, chain_embeddings(log.embedding_sum, links), ts, cfg.reentry_max_gap_s,
@@ -142,33 +146,38 @@ def _track_ends(rows: TrackRows) -> list[_Ends]:
     return out
 
 
-def _plausible_jump(a: _Ends, b: _Ends, dt: float, max_speed: float) -> bool:
-    """Box centres at most `max_speed` box heights per second apart (plus half a height of
-    slack for detector jitter), and box heights within a factor of two."""
+def _jump(a: _Ends, b: _Ends, dt: float, max_speed: float) -> tuple[bool, float]:
+    """Is the jump from a's last box to b's first plausible (box centres at most `max_speed`
+    box heights per second apart, plus half a height of slack for detector jitter; box heights
+    within a factor of two), and its share of the plausible distance."""
     ha, hb = a.last_box[3] - a.last_box[1], b.first_box[3] - b.first_box[1]
     if ha <= 0 or hb <= 0 or not 0.5 <= hb / ha <= 2.0:
-        return False
+        return False, float("inf")
     ca, cb = (a.last_box[:2] + a.last_box[2:]) / 2, (b.first_box[:2] + b.first_box[2:]) / 2
-    h = (ha + hb) / 2
-    return float(np.linalg.norm(cb - ca)) <= h * (max_speed * dt + 0.5)
+    dist, limit = float(np.linalg.norm(cb - ca)), (ha + hb) / 2 * (max_speed * dt + 0.5)
+    return dist <= limit, dist / limit
 
 
-def _stitch_links(rows: TrackRows, emb: dict[int, np.ndarray], ts: np.ndarray, cfg: RefineConfig) -> dict[int, int]:
-    """predecessor -> successor, chosen greedily by appearance distance."""
+def _stitch_links(rows: TrackRows, emb: dict[int, np.ndarray], ts: np.ndarray, cfg: RefineConfig,
+                  motion: frozenset[int] = frozenset()) -> dict[int, int]:
+    """predecessor -> successor, chosen greedily by appearance distance (for `motion` classes,
+    which have no appearance, by the jump's share of the plausible one)."""
     ends = sorted(_track_ends(rows), key=lambda e: e.first)
     firsts = np.array([e.first for e in ends], np.int64)
     candidates = []
     for a in ends:  # successors start after a's last detection and at most stitch_max_gap_s later
         until = int(np.searchsorted(ts, ts[a.last] + cfg.stitch_max_gap_s + 1e-9, side="right"))
         lo, hi = np.searchsorted(firsts, [a.last + 1, until])
+        by_motion = a.cls in motion
         for b in ends[lo:hi]:
-            if a.cls != b.cls or a.track not in emb or b.track not in emb:
+            if a.cls != b.cls or (not by_motion and (a.track not in emb or b.track not in emb)):
                 continue
             dt = float(ts[b.first] - ts[a.last])
-            if dt > cfg.stitch_max_gap_s or not _plausible_jump(a, b, dt, cfg.stitch_max_speed):
+            plausible, jump = _jump(a, b, dt, cfg.stitch_max_speed)
+            if dt > cfg.stitch_max_gap_s or not plausible:
                 continue
-            cost = 1.0 - float(emb[a.track] @ emb[b.track])
-            if cost <= cfg.stitch_max_distance:
+            cost = jump if by_motion else 1.0 - float(emb[a.track] @ emb[b.track])
+            if by_motion or cost <= cfg.stitch_max_distance:
                 candidates.append((cost, a.track, b.track))
     return greedy_links(candidates)
 

@@ -1,5 +1,8 @@
 """Fresh deep-sort-realtime `DeepSort`s per video, fed precomputed embeddings: one per class
 group, so a track only ever takes detections of its own group (a person track never a car's).
+A group without appearance (`embedder.model = "none"`, `embedder.motion_classes`) matches on
+motion alone: DeepSORT's matching cascade (recently seen tracks first) with the IoU between
+each track's Kalman-predicted box and the detections as the cost (`iou_cascade`).
 
 The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
 ``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
@@ -15,6 +18,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from deep_sort_realtime.deep_sort import linear_assignment
 from deep_sort_realtime.deep_sort.detection import Detection
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
@@ -31,8 +35,9 @@ class VideoTracker:
     group of its own; `REID_GROUP` gates appearance at `tracker.reid_max_cosine_distance`);
     None tracks every class in one group, as deep-sort-realtime does."""
 
-    def __init__(self, cfg: TrackerConfig, fps: float = 0.0, groups: dict[int, int] | None = None) -> None:
-        self.cfg, self.fps, self.groups = cfg, fps, groups
+    def __init__(self, cfg: TrackerConfig, fps: float = 0.0, groups: dict[int, int] | None = None,
+                 motion: frozenset[int] = frozenset()) -> None:
+        self.cfg, self.fps, self.groups, self.motion = cfg, fps, groups, motion  # motion: group keys
         self.frame_counts = cfg.resolve(fps)  # max_age, n_init, nn_budget in frames
         self._trackers: dict[int, GroupTracker] = {}
         self._ids: dict[tuple[int, int], int] = {}  # (group, deep-sort id) -> the video's track id
@@ -51,7 +56,7 @@ class VideoTracker:
         for key in np.unique(keys).tolist():
             if key not in self._trackers:
                 gate = self.cfg.reid_max_cosine_distance if key == REID_GROUP else self.cfg.max_cosine_distance
-                self._trackers[key] = GroupTracker(self.cfg, self.frame_counts, gate)
+                self._trackers[key] = GroupTracker(self.cfg, self.frame_counts, gate, key in self.motion)
         states = []
         for key, tracker in sorted(self._trackers.items()):
             rows = np.flatnonzero(keys == key)
@@ -76,7 +81,8 @@ class VideoTracker:
 class GroupTracker:
     """One deep-sort-realtime `DeepSort` for one class group of one video."""
 
-    def __init__(self, cfg: TrackerConfig, frame_counts: dict[str, int], max_cosine_distance: float) -> None:
+    def __init__(self, cfg: TrackerConfig, frame_counts: dict[str, int], max_cosine_distance: float,
+                 motion_only: bool = False) -> None:
         self.frame_counts = frame_counts
         self.high_conf, self.low_iou = cfg.high_conf, cfg.low_match_iou
         self._ds = DeepSort(
@@ -88,6 +94,7 @@ class GroupTracker:
             embedder=None,  # embeddings are computed in batches by AppearanceEmbedder
         )
         self._gap = 1  # frames since the last detected frame, this one included
+        self._matcher = iou_cascade if motion_only else type(self._ds.tracker)._match
         self._ds.tracker._match = self._match_in_detection_steps
 
     def predict(self) -> list[TrackState]:
@@ -102,11 +109,11 @@ class GroupTracker:
         frame is still "matched last time" (its IoU stage and cascade level 1), as at every frame."""
         tracker, shift = self._ds.tracker, self._gap - 1
         if shift == 0:
-            return type(tracker)._match(tracker, detections)
+            return self._matcher(tracker, detections)
         for t in tracker.tracks:
             t.time_since_update -= shift
         try:
-            return type(tracker)._match(tracker, detections)
+            return self._matcher(tracker, detections)
         finally:
             for t in tracker.tracks:
                 t.time_since_update += shift
@@ -159,3 +166,22 @@ class GroupTracker:
                                                    class_name=int(dets.class_id[i]), others=i))
             t.features.pop()
             iou[ti, :], iou[:, di] = -1.0, -1.0
+
+
+def iou_cascade(tracker: Any, detections: list[Detection]) -> Any:
+    """Motion-only matching for deep-sort-realtime's `Tracker._match`: its matching cascade
+    over every track (confirmed or not; the recently seen first), each pair's cost 1 - IoU of
+    the track's predicted box and the detection, admitted up to `max_iou_distance`. Unlike
+    deep-sort-realtime's own IoU stage, a track missed for a few frames can still be matched:
+    `max_age` means the same as with appearance."""
+    def cost(tracks: list[Any], dets: list[Detection], track_indices: list[int],
+             detection_indices: list[int]) -> np.ndarray:
+        boxes = np.array([tracks[i].to_ltwh() for i in track_indices], np.float64).reshape(-1, 4)
+        cands = np.array([dets[j].ltwh for j in detection_indices], np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        cands[:, 2:] += cands[:, :2]
+        return 1.0 - box_iou(boxes, cands)
+
+    matches, unmatched_tracks, unmatched_dets = linear_assignment.matching_cascade(
+        cost, tracker.max_iou_distance, tracker.max_age, tracker.tracks, detections)
+    return matches, unmatched_tracks, unmatched_dets
