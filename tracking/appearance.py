@@ -89,8 +89,8 @@ class ClassAppearance:
                                           or (cfg.model == "none" and i not in reid)), np.int64)
         general = set(names) - reid - set(self.motion_ids.tolist())
         wanted = general if kept_class_ids is None else general & set(kept_class_ids)
-        self.general = AppearanceEmbedder(cfg, device=device) if wanted or (not names and cfg.model != "none") \
-            else None
+        needs_general = bool(wanted) if names else cfg.model != "none"  # no names: every class might come
+        self.general = AppearanceEmbedder(cfg, device=device) if needs_general else None
         self.dim = max([n.dim for n in (self.reid, self.general) if n is not None], default=0)
         self.device = device if self.general is None else self.general.device
         self.backend = ("openvino" if self.reid else "none") if self.general is None else self.general.backend

@@ -31,12 +31,12 @@ log = logging.getLogger("vidtrack." + __name__)
 # 4-8 s to start Ray and its actors (which then share the work: on many cores, sooner worth it).
 IN_DRIVER_MAX_FRAMES = 3000
 ANNOTATED_FRAME_COST = 3
+CANCEL_WAIT_S = 60.0  # how long a cancelled video may take to reach its next batch
 
 
 def in_driver(frames: int, annotated: bool) -> bool:
     """Are `frames` cached frames few enough to re-track in the driver's process?"""
     return frames * (ANNOTATED_FRAME_COST if annotated else 1) <= IN_DRIVER_MAX_FRAMES
-CANCEL_WAIT_S = 60.0  # how long a cancelled video may take to reach its next batch
 
 
 class Cancelled(BaseException):

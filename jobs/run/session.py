@@ -49,11 +49,10 @@ def where_to_run(spec: JobSpec, dest: Storage, ids: RunIds, todo: list[VideoTask
 
 @contextmanager
 def ray_session(spec: JobSpec, where: Where = Where.ACTORS) -> Iterator[None]:
-    import ray
-
-    if where is Where.RETRACK_DRIVER:
+    if where is Where.RETRACK_DRIVER:  # not even imported (a second or so)
         yield
         return
+    import ray
 
     started_here = not ray.is_initialized()
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file gets no colour codes around
