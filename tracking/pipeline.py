@@ -291,8 +291,8 @@ def _write_outputs(job: _Job, outs: OutputSet, tracking: _TrackStage) -> _Writte
     cfg, t = job.cfg, time.perf_counter()
     if cfg.refine.enabled:
         final, stats = refine(tracking.log, cfg.refine, tracking.fps, cfg.output.confirmed_only,
-                              reentry_classes=reid_class_ids(cfg, job.names),
-                              motion_classes=motion_class_ids(cfg, job.names))
+                              reentry_classes=reid_class_ids(cfg.embedder, job.names),
+                              motion_classes=motion_class_ids(cfg.embedder, job.names))
     else:
         final, stats = online_rows(tracking.log, cfg.output.confirmed_only), RefineStats()
     t = job.timer.add("refine", t)
