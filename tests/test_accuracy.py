@@ -1,10 +1,10 @@
 """Accuracy floor on TUD-Campus (MOT15), scored by TrackEval. Guards against regressions;
 not a target to tune to. Measured with the defaults (person re-identification network, one
-tracker per class group, refinement with re-entry; YOLOv8n at 640, fp32 on CPU): HOTA 51.38,
-MOTA 51.81, IDF1 73.48, IDSW 4, the same in repeated runs on one machine. The floors hold over
-the neighbouring settings (person gate 0.4-0.6, stitching distance 0.15-0.35: lowest IDF1 71.48,
-HOTA 50.19, MOTA 48.19) with about 1.2 points more for other CPUs. 0.2's default (MobileNetV2)
-scored 47.74 / 48.75 / 66.67."""
+tracker per class group, group boxes dropped, refinement with re-entry; YOLOv8n at 640, fp32 on
+CPU): HOTA 51.47, MOTA 52.09, IDF1 73.58, IDSW 4, the same in repeated runs on one machine. The
+floors hold over the neighbouring settings (person gate 0.4-0.6, stitching distance 0.15-0.35,
+re-entry distance 0.15-0.25: lowest IDF1 71.58, HOTA 50.24, MOTA 48.47) with about 1.2 points more
+for other CPUs. 0.2's default (MobileNetV2) scored 47.74 / 48.75 / 66.67."""
 
 from __future__ import annotations
 

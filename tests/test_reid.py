@@ -86,8 +86,10 @@ def test_track_ids_run_1_to_n_in_order_of_first_appearance_over_groups() -> None
 
 def test_identities_name_the_network_and_pinning_the_old_embedder_keeps_old_ids() -> None:
     """The re-ID network's bytes enter both ids (not its path); `reid_model = ""` with
-    `tracker.per_class = false` reproduces 0.2's ids (values computed at 0.2's commit)."""
-    old = PipelineConfig.from_dict({"embedder": {"reid_model": ""}, "tracker": {"per_class": False}})
+    `tracker.per_class = false` (and `tracker.group_box_cover = 0`, added later) reproduces 0.2's
+    ids (values computed at 0.2's commit)."""
+    old = PipelineConfig.from_dict({"embedder": {"reid_model": ""},
+                                   "tracker": {"per_class": False, "group_box_cover": 0.0}})
     assert old.params_id("a" * 64) == "9a78b6744c53"
     assert old.detections_id("a" * 64, "b" * 64) == "9ea4f66fece8"
     assert appearance_sha256(old.embedder) == weights_sha256()

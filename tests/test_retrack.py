@@ -144,10 +144,16 @@ def test_a_key_added_at_its_default_changes_no_identity() -> None:
     off = load_config(None, ["detector.max_fps=0"])
     assert (off.params_id("m", "r"), off.detections_id("m", "e")) == (base.params_id("m", "r"),
                                                                   base.detections_id("m", "e"))
-    pinned = PipelineConfig.from_dict({"embedder": {"reid_model": ""}, "tracker": {"per_class": False},
+    pinned = PipelineConfig.from_dict({"embedder": {"reid_model": ""},
+                                       "tracker": {"per_class": False, "group_box_cover": 0.0},
                                        "detector": {"max_fps": 0.0}})
     assert (pinned.params_id("a" * 64), pinned.detections_id("a" * 64, "b" * 64)) == ("9a78b6744c53",
                                                                                     "9ea4f66fece8")  # 0.2's
+    # group boxes are a tracking choice: the detections stay, and pinning it off gives 0.3's ids
+    plain = load_config(None, ["tracker.group_box_cover=0"])
+    assert (plain.params_id("a" * 64, "r" * 64), plain.detections_id("a" * 64, "b" * 64)) == (
+        "3d8ff8c62542", "95d930e9ee99")  # computed at 0.3's commit (e85f6a7)
+    assert base.detections_id("a" * 64, "b" * 64) == "95d930e9ee99" != base.params_id("a" * 64, "r" * 64)
     rate = load_config(None, ["detector.max_fps=12.5"])
     assert rate.params_id("m", "r") != base.params_id("m", "r")
     assert rate.detections_id("m", "e") != base.detections_id("m", "e")

@@ -89,3 +89,20 @@ def test_low_score_detections_extend_tracks_but_never_start_one() -> None:
     for _ in range(3):
         states = plain.update(low, _emb(2, seed=1))
     assert sorted(s.track_id for s in states) == [1, 2]
+
+
+def test_no_track_takes_a_group_box() -> None:
+    """A box around two people found on their own (tracker.group_box_cover, default 0.6) starts
+    no track and extends none, also when one of the two is missed; ids stay 1..N."""
+    people, group = [(881, 123, 933, 296), (915, 131, 961, 293)], (889, 123, 961, 294)
+    conf = np.array([0.48, 0.37, 0.42], np.float32)
+    t, emb = VideoTracker(TrackerConfig(n_init=1)), _emb(3)
+    for _ in range(3):
+        states = t.update(Detections.from_arrays(np.array([*people, group], np.float32), conf, np.zeros(3)), emb)
+        assert sorted((s.track_id, s.det_index) for s in states) == [(1, 0), (2, 1)]
+    alone = t.update(Detections.from_arrays(np.array([people[0], group], np.float32), conf[[0, 2]],
+                                            np.zeros(2)), emb[[0, 2]])  # one person inside: not a group
+    assert {s.det_index for s in alone} == {0, 1}
+    off = VideoTracker(TrackerConfig(n_init=1, group_box_cover=0.0))
+    states = off.update(Detections.from_arrays(np.array([*people, group], np.float32), conf, np.zeros(3)), emb)
+    assert sorted(s.det_index for s in states) == [0, 1, 2]

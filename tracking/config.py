@@ -180,6 +180,10 @@ class TrackerConfig:
     # Only detections the detector keeps (detector.conf) take part.
     high_conf: float = 0.0
     low_match_iou: float = 0.5
+    # a box that two or more of its class's boxes lie inside and cover (each >= this share of
+    # its own area inside, together >= this share of the box, one scoring higher) holds several
+    # objects at once: no track takes it (tracking/boxes.py:group_boxes); 0 keeps every box
+    group_box_cover: float = field(default=0.6, metadata=added(0.0))
     # a track takes detections of its own class group only (tracking/appearance.py:class_groups);
     # false: deep-sort-realtime's matching across classes, as datasets before 0.3 were made
     per_class: bool = field(default=True, metadata=added(False))
@@ -187,6 +191,8 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         _check(0.0 <= self.high_conf <= 1.0, "tracker.high_conf", self.high_conf, "must be in [0, 1]")
         _check(0.0 < self.low_match_iou <= 1.0, "tracker.low_match_iou", self.low_match_iou, "must be in (0, 1]")
+        _check(0.0 <= self.group_box_cover <= 1.0, "tracker.group_box_cover", self.group_box_cover,
+               "must be in [0, 1]")
         _check(self.max_age is None or (isinstance(self.max_age, int) and not isinstance(self.max_age, bool)
                                         and self.max_age >= 1), "tracker.max_age", self.max_age,
                "must be an integer >= 1 (frames), or unset to use tracker.max_age_s")

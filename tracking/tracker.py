@@ -22,12 +22,13 @@ from deep_sort_realtime.deep_sort import linear_assignment
 from deep_sort_realtime.deep_sort.detection import Detection
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
-from tracking.boxes import box_iou, xyxy_to_ltwh
+from tracking.boxes import box_iou, group_boxes, xyxy_to_ltwh
 from tracking.config import TrackerConfig
 from tracking.detections import Detections
 from tracking.tracks import TrackState
 
 REID_GROUP = -1  # the group key of classes with re-identification embeddings: its own appearance gate
+NO_GROUP = -2  # the key of boxes no tracker takes (group boxes: tracker.group_box_cover)
 
 
 class VideoTracker:
@@ -53,7 +54,8 @@ class VideoTracker:
         if len(dets) != len(embeds):
             raise ValueError(f"{len(dets)} detections but {len(embeds)} embeddings")
         keys = self.group_keys(dets.class_id)
-        for key in np.unique(keys).tolist():
+        keys[group_boxes(dets.xyxy, dets.confidence, dets.class_id, self.cfg.group_box_cover)] = NO_GROUP
+        for key in np.unique(keys[keys != NO_GROUP]).tolist():
             if key not in self._trackers:
                 gate = self.cfg.reid_max_cosine_distance if key == REID_GROUP else self.cfg.max_cosine_distance
                 self._trackers[key] = GroupTracker(self.cfg, self.frame_counts, gate, key in self.motion)
