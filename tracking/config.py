@@ -181,8 +181,9 @@ class TrackerConfig:
     high_conf: float = 0.0
     low_match_iou: float = 0.5
     # a box that two or more of its class's boxes lie inside and cover (each >= this share of
-    # its own area inside, together >= this share of the box, one scoring higher) holds several
-    # objects at once: no track takes it (tracking/boxes.py:group_boxes); 0 keeps every box
+    # its own area inside, two not inside each other, together >= this share of the box, one
+    # scoring higher) holds several objects at once: no track takes it (tracking/boxes.py:
+    # group_boxes; 0.5-0.7 is a plateau on the shared sequences, DESIGN.md); 0 keeps every box
     group_box_cover: float = field(default=0.6, metadata=added(0.0))
     # a track takes detections of its own class group only (tracking/appearance.py:class_groups);
     # false: deep-sort-realtime's matching across classes, as datasets before 0.3 were made

@@ -2,7 +2,9 @@
 group, so a track only ever takes detections of its own group (a person track never a car's).
 A group without appearance (`embedder.model = "none"`, `embedder.motion_classes`) matches on
 motion alone: DeepSORT's matching cascade (recently seen tracks first) with the IoU between
-each track's Kalman-predicted box and the detections as the cost (`iou_cascade`).
+each track's Kalman-predicted box and the detections as the cost (`iou_cascade`). A box around
+two or more objects that are also detected on their own (`tracking.boxes.group_boxes`,
+`tracker.group_box_cover`) goes to no tracker.
 
 The adapter converts at the boundary: `Detections` (xyxy) -> deep-sort-realtime's
 ``([left, top, width, height], confidence, class)`` tuples, and its tracks back to
