@@ -36,12 +36,17 @@ def _boxes(a: ArrayLike) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(n, 4) x (m, 4) xyxy boxes -> (n, m) intersection over union."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    inter = _intersections(a, b)
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, 4) x (m, 4) xyxy boxes -> (n, m) areas of their intersections."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    return np.prod(np.clip(rb - lt, 0, None), axis=2)
 
 
 def group_boxes(xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray, cover: float) -> np.ndarray:
@@ -57,9 +62,7 @@ def group_boxes(xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray, 
     if cover <= 0 or len(xyxy) < 3:
         return flags
     b = np.asarray(xyxy, np.float64)
-    lt = np.maximum(b[:, None, :2], b[None, :, :2])
-    rb = np.minimum(b[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)  # (box, member)
+    inter = _intersections(b, b)  # (box, member)
     area = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
     inside = (inter >= cover * np.maximum(area, 1e-9)[None, :]) & (class_id[:, None] == class_id[None, :])
     np.fill_diagonal(inside, False)
